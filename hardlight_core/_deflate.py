@@ -1,0 +1,51 @@
+"""Raw DEFLATE (RFC 1951) as HardLight uses it: one complete stream per message.
+
+Inflation is bounded *while* inflating: a deflate bomb costs at most
+``max_size`` bytes of memory before it is refused.
+"""
+
+from __future__ import annotations
+
+import zlib
+
+from ._errors import DecodeError, MessageTooLarge
+
+__all__ = ["DEFAULT_MAX_INFLATED_SIZE", "InflateError", "deflate", "inflate"]
+
+DEFAULT_MAX_INFLATED_SIZE = 16 * 1024 * 1024
+
+_WBITS_RAW = -15
+
+
+class InflateError(DecodeError):
+    """The payload is not exactly one complete raw DEFLATE stream."""
+
+
+def deflate(data: bytes, level: int) -> bytes:
+    """Compress ``data`` as a fresh raw DEFLATE stream at ``level`` (0-9)."""
+    if not 0 <= level <= 9:
+        raise ValueError(f"compression level must be 0..9, got {level}")
+    compressor = zlib.compressobj(level, zlib.DEFLATED, _WBITS_RAW)
+    return compressor.compress(data) + compressor.flush()
+
+
+def inflate(data: bytes, max_size: int = DEFAULT_MAX_INFLATED_SIZE) -> bytes:
+    """Inflate one raw DEFLATE stream, refusing output larger than ``max_size``.
+
+    Raises :class:`InflateError` for corrupt, truncated or trailing data and
+    :class:`~hardlight_core.MessageTooLarge` when the output would pass ``max_size``.
+    """
+    inflater = zlib.decompressobj(_WBITS_RAW)
+    try:
+        out = inflater.decompress(data, max_size + 1)
+    except zlib.error as exc:
+        raise InflateError(f"corrupt deflate stream: {exc}") from None
+    if len(out) > max_size or (inflater.unconsumed_tail and not inflater.eof):
+        raise MessageTooLarge(f"message inflates to more than {max_size} bytes", max_size)
+    if not inflater.eof:
+        raise InflateError("truncated deflate stream (no final block)")
+    if inflater.unused_data:
+        raise InflateError(
+            f"{len(inflater.unused_data)} bytes follow the end of the deflate stream"
+        )
+    return out

@@ -1,0 +1,203 @@
+"""Every exception hardlight raises, rooted at :class:`HardLightError`.
+
+Errors say whose fault they are: :class:`LocalProtocolError` is misuse by the
+caller of this library, :class:`RemoteProtocolError` a peer that broke the
+protocol. Codec failures are :class:`EncodeError` / :class:`DecodeError`. The
+failure of one call is an :class:`RpcError` subclass named after the reference's
+``RpcHandlerError`` variant, so ``except HandlerPanicked`` reads like Rust's match.
+"""
+
+from __future__ import annotations
+
+import enum
+
+__all__ = [
+    "CallTimeout",
+    "ClientCompressError",
+    "ClientDecodeError",
+    "ClientDecompressError",
+    "ClientEncodeError",
+    "ClientNotConnected",
+    "CodecError",
+    "DecodeError",
+    "EncodeError",
+    "HandlerPanicked",
+    "HardLightError",
+    "LocalProtocolError",
+    "MessageTooLarge",
+    "ProtocolError",
+    "RemoteProtocolError",
+    "RpcError",
+    "RpcHandlerError",
+    "ServerCompressError",
+    "ServerDecodeError",
+    "ServerDecompressError",
+    "ServerEncodeError",
+    "TooManyCallsInFlight",
+]
+
+
+class HardLightError(Exception):
+    """Base class of every error raised by hardlight."""
+
+
+class CodecError(HardLightError):
+    """A value could not be archived, or bytes could not be read, as rkyv 0.7 does."""
+
+
+class EncodeError(CodecError, ValueError):
+    """A value does not fit its declared type (wrong kind, integer out of range, ...)."""
+
+
+class DecodeError(CodecError, ValueError):
+    """Bytes are not a valid archive of the expected type; says what and where."""
+
+
+class ProtocolError(HardLightError):
+    """A HardLight/WebSocket protocol rule was broken.
+
+    ``close_code`` is the RFC 6455 close code the connection uses (or used) to
+    end the connection because of it.
+    """
+
+    def __init__(self, msg: str, close_code: int = 1002) -> None:
+        super().__init__(msg)
+        self.close_code = close_code
+
+
+class LocalProtocolError(ProtocolError):
+    """You, the user of the library, asked for something illegal in this state."""
+
+
+class RemoteProtocolError(ProtocolError):
+    """The peer sent something illegal; the connection is (being) closed."""
+
+
+class MessageTooLarge(RemoteProtocolError):
+    """A message, frame or inflated payload exceeded its configured limit."""
+
+    def __init__(self, msg: str, limit: int) -> None:
+        super().__init__(msg, close_code=1009)
+        self.limit = limit
+
+
+class RpcHandlerError(enum.Enum):
+    """The reference's ``RpcHandlerError``: why a call failed (tag = position)."""
+
+    ClientNotConnected = 0
+    TooManyCallsInFlight = 1
+    ClientEncodeError = 2
+    ClientDecodeError = 3
+    ServerEncodeError = 4
+    ServerDecodeError = 5
+    ClientCompressError = 6
+    ClientDecompressError = 7
+    ServerCompressError = 8
+    ServerDecompressError = 9
+    HandlerPanicked = 10
+
+
+class RpcError(HardLightError):
+    """A call failed; ``kind`` is the wire-level :class:`RpcHandlerError`."""
+
+    kind: RpcHandlerError = RpcHandlerError.HandlerPanicked
+
+    def __init__(self, msg: str | None = None) -> None:
+        super().__init__(msg or self.kind.name)
+
+    @staticmethod
+    def for_kind(kind: RpcHandlerError, msg: str | None = None) -> RpcError:
+        """The exception (an instance of the matching subclass) for a wire error."""
+        return _BY_KIND[kind](msg)
+
+
+class ClientNotConnected(RpcError):
+    """The connection is not open (never was, or ended while the call was pending)."""
+
+    kind = RpcHandlerError.ClientNotConnected
+
+
+class TooManyCallsInFlight(RpcError):
+    """All 256 call ids of the connection are in use; nothing was sent."""
+
+    kind = RpcHandlerError.TooManyCallsInFlight
+
+
+class ClientEncodeError(RpcError):
+    """The client could not encode the call's arguments."""
+
+    kind = RpcHandlerError.ClientEncodeError
+
+
+class ClientDecodeError(RpcError):
+    """The client could not decode the server's answer."""
+
+    kind = RpcHandlerError.ClientDecodeError
+
+
+class ServerEncodeError(RpcError):
+    """The server could not encode the handler's return value."""
+
+    kind = RpcHandlerError.ServerEncodeError
+
+
+class ServerDecodeError(RpcError):
+    """The server could not decode the call (unknown method tag, truncated arguments)."""
+
+    kind = RpcHandlerError.ServerDecodeError
+
+
+class ClientCompressError(RpcError):
+    """The client could not compress the call."""
+
+    kind = RpcHandlerError.ClientCompressError
+
+
+class ClientDecompressError(RpcError):
+    """The client could not inflate the answer."""
+
+    kind = RpcHandlerError.ClientDecompressError
+
+
+class ServerCompressError(RpcError):
+    """The server could not compress the answer."""
+
+    kind = RpcHandlerError.ServerCompressError
+
+
+class ServerDecompressError(RpcError):
+    """The server could not inflate the call."""
+
+    kind = RpcHandlerError.ServerDecompressError
+
+
+class HandlerPanicked(RpcError):
+    """The server's handler raised (Rust: panicked) while serving the call."""
+
+    kind = RpcHandlerError.HandlerPanicked
+
+
+class CallTimeout(ClientNotConnected):
+    """No answer arrived within the call's timeout (the id stays reserved until one does).
+
+    A subclass of :class:`ClientNotConnected` because, to the caller, the outcome is
+    the same: the call's result is unknown.
+    """
+
+
+_BY_KIND: dict[RpcHandlerError, type[RpcError]] = {
+    cls.kind: cls
+    for cls in (
+        ClientNotConnected,
+        TooManyCallsInFlight,
+        ClientEncodeError,
+        ClientDecodeError,
+        ServerEncodeError,
+        ServerDecodeError,
+        ClientCompressError,
+        ClientDecompressError,
+        ServerCompressError,
+        ServerDecompressError,
+        HandlerPanicked,
+    )
+}
