@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import zlib
 
 import pytest
@@ -18,10 +19,8 @@ def test_round_trip(data: bytes, level: int) -> None:
 
 @given(st.binary(max_size=256))
 def test_garbage_only_raises_decode_errors(data: bytes) -> None:
-    try:
+    with contextlib.suppress(DecodeError, MessageTooLarge):
         inflate(data, max_size=1024)
-    except (DecodeError, MessageTooLarge):
-        pass
 
 
 def test_bomb_is_refused_at_the_ceiling() -> None:

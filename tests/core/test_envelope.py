@@ -5,22 +5,22 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+
 from hardlight_conformance._data import (
     envelope_from_json,
     iter_recorded_messages,
     load_json,
     vectors_dir,
 )
-
 from hardlight_core import (
     DecodeError,
     EncodeError,
     Err,
     NewEvent,
     Ok,
+    RpcHandlerError,
     RPCRequest,
     RPCResponse,
-    RpcHandlerError,
     StateChange,
     StateUpdate,
     Topic,
