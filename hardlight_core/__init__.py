@@ -4,6 +4,7 @@ Bytes go in, events and bytes come out: the rkyv 0.7 codec, raw-deflate packing,
 the HTTP upgrade, WebSocket framing, RPC multiplexing, state deltas and topics.
 """
 
+from ._config import ClientConfig, HandshakeInfo, ReconnectPolicy, Refuse, ServerConfig
 from ._deflate import DEFAULT_MAX_INFLATED_SIZE, InflateError, deflate, inflate
 from ._envelope import (
     ClientMessage,
@@ -30,6 +31,7 @@ from ._errors import (
     ClientEncodeError,
     ClientNotConnected,
     CodecError,
+    ConnectionRefused,
     DecodeError,
     EncodeError,
     HandlerPanicked,
@@ -46,6 +48,7 @@ from ._errors import (
     ServerEncodeError,
     TooManyCallsInFlight,
 )
+from ._tls import CertificateMismatch, ClientTLS, ServerTLS, fingerprint_sha256
 from ._types import (
     Array,
     Box,
@@ -75,6 +78,15 @@ __all__ = [
     "Array",
     "Box",
     "CallTimeout",
+    "CertificateMismatch",
+    "ClientConfig",
+    "ClientTLS",
+    "HandshakeInfo",
+    "ReconnectPolicy",
+    "Refuse",
+    "ServerConfig",
+    "ServerTLS",
+    "fingerprint_sha256",
     "ClientCompressError",
     "ClientDecodeError",
     "ClientDecompressError",
@@ -82,6 +94,7 @@ __all__ = [
     "ClientMessage",
     "ClientNotConnected",
     "CodecError",
+    "ConnectionRefused",
     "DecodeError",
     "EncodeError",
     "Err",

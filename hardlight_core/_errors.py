@@ -19,6 +19,7 @@ __all__ = [
     "ClientEncodeError",
     "ClientNotConnected",
     "CodecError",
+    "ConnectionRefused",
     "DecodeError",
     "EncodeError",
     "HandlerPanicked",
@@ -79,6 +80,15 @@ class MessageTooLarge(RemoteProtocolError):
     def __init__(self, msg: str, limit: int) -> None:
         super().__init__(msg, close_code=1009)
         self.limit = limit
+
+
+class ConnectionRefused(HardLightError):
+    """The server answered the upgrade with an error status (400 wrong subprotocol, 403, ...)."""
+
+    def __init__(self, status_code: int, reason: str) -> None:
+        super().__init__(f"handshake refused: {status_code} {reason}".rstrip())
+        self.status_code = status_code
+        self.reason = reason
 
 
 class RpcHandlerError(enum.Enum):
