@@ -1,3 +1,20 @@
-"""hardlight_asyncio: HardLight bound to asyncio (in progress: see the README's status table)."""
+"""hardlight_asyncio: HardLight on asyncio transports and protocols.
 
-__all__: list[str] = []
+See ``docs/adapters.md``: ``Server(config, Handler)``, ``Client(Service, config)``.
+"""
+
+from hardlight_core import ConnectionRefused
+from hardlight_core._client_core import EventDelivered as Event
+
+from ._client import Client, client_class
+from ._server import EventEmitter, Server, TopicNotifier
+
+__all__ = [
+    "Client",
+    "ConnectionRefused",
+    "Event",
+    "EventEmitter",
+    "Server",
+    "TopicNotifier",
+    "client_class",
+]

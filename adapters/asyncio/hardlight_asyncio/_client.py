@@ -1,0 +1,318 @@
+"""The asyncio client: an ``asyncio.Protocol`` around a ``ClientCore``, typed methods on top."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from collections.abc import AsyncIterator
+from typing import Any, TypeVar
+
+from hardlight_core import (
+    CallTimeout,
+    ClientConfig,
+    ClientNotConnected,
+    ConnectionRefused,
+    HardLightError,
+    RpcError,
+)
+from hardlight_core._client_core import (
+    CallOutcome,
+    ClientClosed,
+    ClientCore,
+    ClientOpened,
+    EventDelivered,
+)
+from hardlight_core._service import ServiceSpec
+from hardlight_core._tls import CertificateMismatch
+
+__all__ = ["Client", "client_class"]
+
+log = logging.getLogger("hardlight")
+
+EVENT_QUEUE_SIZE = 10_000
+S = TypeVar("S")
+
+
+class _Protocol(asyncio.Protocol):
+    def __init__(self, client: Client, core: ClientCore) -> None:
+        self.client = client
+        self.core = core
+        self.transport: asyncio.Transport | None = None
+        self.loop = asyncio.get_running_loop()
+        self.flush_scheduled = False
+        self.timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError:
+                pass
+
+    def data_received(self, data: bytes) -> None:
+        self.client._handle(self.core.receive_data(data, self.loop.time()))
+        self.flush()
+
+    def eof_received(self) -> bool | None:
+        self.client._handle(self.core.receive_data(b"", self.loop.time()))
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.transport = None
+        if self.timer is not None:
+            self.timer.cancel()
+        try:
+            outcomes = self.core.receive_data(b"", self.loop.time())
+        except Exception:
+            outcomes = []
+        self.client._handle(outcomes)
+        self.client._lost(self, exc)
+
+    def schedule_flush(self) -> None:
+        if not self.flush_scheduled:
+            self.flush_scheduled = True
+            self.loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        self.flush_scheduled = False
+        if self.transport is None:
+            return
+        data = self.core.data_to_send()
+        if data:
+            self.transport.write(data)
+        deadline = self.core.get_timer()
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        if deadline is not None:
+            self.timer = self.loop.call_at(deadline, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self.timer = None
+        self.client._handle(self.core.handle_timer(self.loop.time()))
+        self.flush()
+
+
+class Client:
+    """A HardLight client of one service on asyncio.
+
+    ``Client(Counter, config)`` has one coroutine method per service method
+    (``await client.increment(1)``); see :func:`client_class` for a typed class.
+    """
+
+    def __init__(self, service: type[Any], config: ClientConfig | None = None) -> None:
+        self.service = service
+        self.config = config or ClientConfig()
+        self.spec = ServiceSpec.of(service)
+        self._core: ClientCore | None = None
+        self._protocol: _Protocol | None = None
+        self._pending: dict[int, asyncio.Future[Any]] = {}
+        self._opened: asyncio.Future[None] | None = None
+        self._events: asyncio.Queue[EventDelivered | None] = asyncio.Queue(EVENT_QUEUE_SIZE)
+        self.events_dropped = 0
+        self._state: Any = None
+        self._closing = False
+        self._reconnect_task: asyncio.Task[None] | None = None
+        for method in self.spec.methods:
+            if not hasattr(type(self), method.name):
+                setattr(self, method.name, self._make_method(method.name))
+
+    def _make_method(self, name: str) -> Any:
+        async def method(*args: Any, timeout: float | None = None) -> Any:
+            return await self.call(name, *args, timeout=timeout)
+
+        method.__name__ = name
+        return method
+
+    # -- connection ---------------------------------------------------------------------------
+
+    @property
+    def connected(self) -> bool:
+        """True while the connection is open."""
+        return self._protocol is not None and self._protocol.transport is not None and (
+            self._opened is not None and self._opened.done() and not self._opened.exception()
+        )
+
+    async def connect(self) -> None:
+        """Open the connection (TLS, upgrade); raises on refusal or a certificate problem."""
+        self._closing = False
+        await asyncio.wait_for(self._connect_once(), self.config.connect_timeout)
+
+    async def _connect_once(self) -> None:
+        loop = asyncio.get_running_loop()
+        host, port = self.config.host_port
+        core = ClientCore(
+            self.service,
+            f"{host}:{port}",
+            compression_level=self.config.compression_level,
+            limits=self.config.limits,
+        )
+        ssl_context = None if self.config.plaintext else self.config.tls.ssl_context()
+        self._opened = loop.create_future()
+        self._core = core
+        transport, protocol = await loop.create_connection(
+            lambda: _Protocol(self, core),
+            host,
+            port,
+            ssl=ssl_context,
+            server_hostname=self.config.server_hostname if ssl_context is not None else None,
+        )
+        if ssl_context is not None:
+            ssl_object = transport.get_extra_info("ssl_object")
+            der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
+            try:
+                self.config.tls.check_peer(der)
+            except CertificateMismatch:
+                transport.abort()
+                raise
+        self._protocol = protocol
+        self._state = core.state
+        protocol.flush()
+        await self._opened
+
+    async def disconnect(self) -> None:
+        """Close the connection (close handshake, bounded wait)."""
+        self._closing = True
+        if self._reconnect_task is not None:
+            self._reconnect_task.cancel()
+        protocol = self._protocol
+        if protocol is None or protocol.transport is None or self._core is None:
+            return
+        try:
+            self._core.close()
+            protocol.flush()
+        except HardLightError:
+            pass
+        transport = protocol.transport
+        if transport is not None:
+            for _ in range(100):
+                if protocol.transport is None:
+                    break
+                await asyncio.sleep(0.01)
+            if protocol.transport is not None:
+                protocol.transport.close()
+        self._fail_all(ClientNotConnected("client disconnected"))
+
+    async def __aenter__(self: S) -> S:
+        await self.connect()  # type: ignore[attr-defined]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.disconnect()
+
+    # -- calls -------------------------------------------------------------------------------
+
+    async def call(self, method: str, *args: Any, timeout: float | None = None) -> Any:
+        """Call ``method`` with ``args``; returns its decoded result or raises an RpcError."""
+        core, protocol = self._core, self._protocol
+        if core is None or protocol is None or protocol.transport is None:
+            raise ClientNotConnected("not connected")
+        call_id = core.start_call(method, args)
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._pending[call_id] = future
+        protocol.schedule_flush()
+        timeout = self.config.call_timeout if timeout is None else timeout
+        try:
+            if timeout is None:
+                return await future
+            return await asyncio.wait_for(future, timeout)
+        except (asyncio.TimeoutError, asyncio.CancelledError) as exc:
+            if self._pending.pop(call_id, None) is not None:
+                core.abandon_call(call_id)
+            if isinstance(exc, asyncio.TimeoutError):
+                raise CallTimeout(f"{method}: no answer within {timeout} s") from None
+            raise
+
+    def state(self) -> Any:
+        """The mirror of this connection's server-side state."""
+        core = self._core
+        return core.state if core is not None else self._state
+
+    async def subscribe(self) -> AsyncIterator[EventDelivered]:
+        """Events the server sends to this connection, as they arrive (one shared stream)."""
+        while True:
+            event = await self._events.get()
+            if event is None:
+                return
+            yield event
+
+    # -- from the protocol -------------------------------------------------------------------
+
+    def _handle(self, outcomes: list[Any]) -> None:
+        for outcome in outcomes:
+            if isinstance(outcome, CallOutcome):
+                future = self._pending.pop(outcome.call_id, None)
+                if future is None or future.done():
+                    continue
+                if outcome.error is not None:
+                    future.set_exception(outcome.error)
+                else:
+                    future.set_result(outcome.value)
+            elif isinstance(outcome, EventDelivered):
+                try:
+                    self._events.put_nowait(outcome)
+                except asyncio.QueueFull:
+                    self.events_dropped += 1
+            elif isinstance(outcome, ClientOpened):
+                if self._opened is not None and not self._opened.done():
+                    self._opened.set_result(None)
+            elif isinstance(outcome, ClientClosed):
+                error: Exception
+                if outcome.status_code is not None:
+                    error = ConnectionRefused(outcome.status_code, outcome.reason)
+                else:
+                    error = ClientNotConnected(
+                        f"connection closed ({outcome.code} {outcome.reason})".strip()
+                    )
+                if self._opened is not None and not self._opened.done():
+                    self._opened.set_exception(error)
+                self._fail_all(ClientNotConnected(str(error)))
+
+    def _fail_all(self, error: RpcError) -> None:
+        pending, self._pending = self._pending, {}
+        for future in pending.values():
+            if not future.done():
+                future.set_exception(type(error)(str(error)))
+
+    def _lost(self, protocol: _Protocol, exc: Exception | None) -> None:
+        if self._opened is not None and not self._opened.done():
+            self._opened.set_exception(
+                ClientNotConnected(f"connection lost during the handshake: {exc}")
+            )
+        self._fail_all(ClientNotConnected("connection lost"))
+        if protocol is self._protocol and self._core is not None:
+            self._state = self._core.state
+        if self.config.reconnect is not None and not self._closing:
+            self._reconnect_task = asyncio.get_running_loop().create_task(self._reconnect())
+
+    async def _reconnect(self) -> None:
+        policy = self.config.reconnect
+        assert policy is not None
+        for delay in policy.delays():
+            await asyncio.sleep(delay)
+            if self._closing:
+                return
+            try:
+                await asyncio.wait_for(self._connect_once(), self.config.connect_timeout)
+            except (OSError, HardLightError, asyncio.TimeoutError) as exc:
+                log.info("reconnect failed: %s", exc)
+                continue
+            log.info("reconnected")
+            return
+        log.warning("giving up reconnecting after %d attempts", len(policy.delays()))
+
+
+def client_class(service: type[S]) -> type[Any]:
+    """A client class for ``service`` whose methods carry the service's signatures."""
+    return type(f"{service.__name__}Client", (Client,), {"__init__": _bound_init(service)})
+
+
+def _bound_init(service: type[Any]) -> Any:
+    def __init__(self: Client, config: ClientConfig | None = None) -> None:
+        Client.__init__(self, service, config)
+
+    return __init__

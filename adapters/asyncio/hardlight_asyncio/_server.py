@@ -1,0 +1,295 @@
+"""The asyncio server: an ``asyncio.Protocol`` per connection around a ``ServerSession``."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from collections.abc import AsyncIterator
+from typing import Any
+
+from hardlight_core import HardLightError, ServerConfig, Topic
+from hardlight_core._codec import encode
+from hardlight_core._server_core import HandlerCall, ServerCore, ServerSession
+from hardlight_core._topics import TopicCreated, TopicRemoved
+
+__all__ = ["EventEmitter", "Server", "TopicNotifier"]
+
+log = logging.getLogger("hardlight")
+
+NOTIFIER_QUEUE_SIZE = 10_000
+
+
+class EventEmitter:
+    """Sends events of one type to topics, from application code (many may exist)."""
+
+    def __init__(self, core: ServerCore, event_type: Any) -> None:
+        self._core = core
+        self._event_type = event_type
+
+    async def emit(self, topic: Topic, event: Any) -> int:
+        """Queue ``event`` to every connection subscribed to ``topic``; returns how many."""
+        return self.emit_nowait(topic, event)
+
+    def emit_nowait(self, topic: Topic, event: Any) -> int:
+        """:meth:`emit` without awaiting (the work is synchronous)."""
+        return self._core.emit(topic, encode(event, self._event_type))
+
+
+class TopicNotifier:
+    """``TopicCreated`` / ``TopicRemoved`` as they happen (an async iterator; bounded)."""
+
+    def __init__(self) -> None:
+        self._queue: asyncio.Queue[TopicCreated | TopicRemoved | None] = asyncio.Queue(
+            NOTIFIER_QUEUE_SIZE
+        )
+        self.dropped = 0
+
+    def _put(self, change: TopicCreated | TopicRemoved | None) -> None:
+        try:
+            self._queue.put_nowait(change)
+        except asyncio.QueueFull:
+            self.dropped += 1
+            log.warning("topic notifier queue full; dropped %s", change)
+
+    async def recv(self) -> TopicCreated | TopicRemoved | None:
+        """The next notification, or None once the server stopped."""
+        return await self._queue.get()
+
+    def __aiter__(self) -> AsyncIterator[TopicCreated | TopicRemoved]:
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[TopicCreated | TopicRemoved]:
+        while True:
+            change = await self._queue.get()
+            if change is None:
+                return
+            yield change
+
+
+class _Connection(asyncio.Protocol):
+    """Moves bytes between one transport and one ServerSession; runs its handler calls."""
+
+    def __init__(self, server: Server) -> None:
+        self.server = server
+        self.loop = server._loop
+        self.session: ServerSession = server.core.open_session()
+        self.session.adapter = self
+        self.transport: asyncio.Transport | None = None
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.timer: asyncio.TimerHandle | None = None
+        self.flush_scheduled = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError:
+                pass
+        self.server._connections.add(self)
+        self._rearm()
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            calls = self.session.receive_data(data, self.loop.time())
+        except Exception:
+            log.exception("server session failed on input; closing the connection")
+            self._abort()
+            return
+        for call in calls:
+            self._spawn(call)
+        self._flush()
+
+    def eof_received(self) -> bool | None:
+        self.session.receive_data(b"", self.loop.time())
+        self._flush()
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.session.connection_lost()
+        self.server._connections.discard(self)
+        for task in list(self.tasks):
+            task.cancel()
+        if self.timer is not None:
+            self.timer.cancel()
+        self.transport = None
+
+    def _spawn(self, call: HandlerCall) -> None:
+        task = self.loop.create_task(self._run(call))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def _run(self, call: HandlerCall) -> None:
+        try:
+            value = await call.coroutine
+        except asyncio.CancelledError:
+            call.coroutine.close()
+            raise
+        except BaseException as exc:
+            self.session.complete(call, error=exc)
+        else:
+            self.session.complete(call, value=value)
+
+    def schedule_flush(self) -> None:
+        """Coalesce: write everything queued during this loop turn in one write."""
+        if not self.flush_scheduled:
+            self.flush_scheduled = True
+            self.loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self.flush_scheduled = False
+        transport = self.transport
+        if transport is None:
+            return
+        data = self.session.data_to_send()
+        if data:
+            transport.write(data)
+        if self.session.finished:
+            transport.close()
+        else:
+            self._rearm()
+
+    def _rearm(self) -> None:
+        deadline = self.session.get_timer()
+        if self.timer is not None:
+            if deadline is not None and self.timer.when() == deadline:
+                return
+            self.timer.cancel()
+            self.timer = None
+        if deadline is not None:
+            self.timer = self.loop.call_at(deadline, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self.timer = None
+        self.session.handle_timer(self.loop.time())
+        self._flush()
+
+    def _abort(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()
+
+
+class Server:
+    """A HardLight server on asyncio: ``Server(config, HandlerClass)``."""
+
+    def __init__(
+        self, config: ServerConfig, handler: type[Any], *, handler_factory: Any = None
+    ) -> None:
+        self.config = config
+        self.core = ServerCore(
+            handler,
+            limits=config.limits,
+            max_connections=config.max_connections,
+            allowed_origins=config.allowed_origins,
+            authenticate=config.authenticate,
+            handler_factory=handler_factory,
+        )
+        self.core.on_output = self._on_output
+        self.core.on_topic = self._on_topic
+        self._notifier: TopicNotifier | None = None
+        self._server: asyncio.Server | None = None
+        self._connections: set[_Connection] = set()
+        self._loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
+        self._stopped: asyncio.Event | None = None
+
+    # -- application API ---------------------------------------------------------------------
+
+    def event_emitter(self, event_type: Any) -> EventEmitter:
+        """An emitter for events of ``event_type`` (take as many as you like)."""
+        return EventEmitter(self.core, event_type)
+
+    def topic_notifier(self) -> TopicNotifier:
+        """The one receiver of topic Created/Removed notifications."""
+        if self._notifier is not None:
+            raise HardLightError("topic_notifier() may be called only once per server")
+        self._notifier = TopicNotifier()
+        return self._notifier
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """(host, port) the server listens on."""
+        if self._server is None or not self._server.sockets:
+            return (self.config.host, self.config.port)
+        host, port = self._server.sockets[0].getsockname()[:2]
+        return (host, port)
+
+    @property
+    def port(self) -> int:
+        """The bound port."""
+        return self.address[1]
+
+    @property
+    def connection_count(self) -> int:
+        """Open sockets (including those still in their handshake)."""
+        return len(self._connections)
+
+    async def start(self) -> None:
+        """Bind and start accepting."""
+        self._loop = asyncio.get_running_loop()
+        self._stopped = asyncio.Event()
+        ssl_context = self.config.tls.ssl_context() if self.config.tls is not None else None
+        self._server = await self._loop.create_server(
+            lambda: _Connection(self),
+            self.config.host,
+            self.config.port,
+            ssl=ssl_context,
+            backlog=self.config.backlog,
+            reuse_address=True,
+        )
+        log.info("hardlight server listening on %s:%d", *self.address)
+
+    async def serve_forever(self) -> None:
+        """Run until :meth:`stop` (starting first if needed)."""
+        if self._server is None:
+            await self.start()
+        assert self._stopped is not None
+        await self._stopped.wait()
+
+    run = serve_forever
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Stop accepting, let running calls finish within ``grace``, close with 1001."""
+        if self._server is None:
+            return
+        grace = self.config.shutdown_grace if grace is None else grace
+        self._server.close()
+        deadline = self._loop.time() + grace
+        while any(c.tasks for c in self._connections) and self._loop.time() < deadline:
+            await asyncio.sleep(0.01)
+        for conn in list(self._connections):
+            for task in list(conn.tasks):
+                task.cancel()
+            conn.session.close(1001, "server shutting down")
+            conn._flush()
+        close_deadline = self._loop.time() + min(grace, 2.0) + 0.5
+        while self._connections and self._loop.time() < close_deadline:
+            await asyncio.sleep(0.01)
+        for conn in list(self._connections):
+            conn._abort()
+        await self._server.wait_closed()
+        self._server = None
+        if self._notifier is not None:
+            self._notifier._put(None)
+        if self._stopped is not None:
+            self._stopped.set()
+
+    async def __aenter__(self) -> Server:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    # -- core hooks ------------------------------------------------------------------------
+
+    def _on_output(self, session: ServerSession) -> None:
+        conn = getattr(session, "adapter", None)
+        if conn is not None:
+            conn.schedule_flush()
+
+    def _on_topic(self, change: TopicCreated | TopicRemoved) -> None:
+        if self._notifier is not None:
+            self._notifier._put(change)

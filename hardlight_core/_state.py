@@ -1,0 +1,66 @@
+"""Connection states and the one table of transitions both roles are judged by.
+
+A transition that is not in :data:`TRANSITIONS` is a :class:`LocalProtocolError`:
+the connection object refuses to be driven into an impossible state.
+"""
+
+from __future__ import annotations
+
+import enum
+
+from ._errors import LocalProtocolError
+
+__all__ = ["TRANSITIONS", "ConnectionState", "Trigger", "transition"]
+
+
+class ConnectionState(enum.Enum):
+    """Where a connection is in its life."""
+
+    CONNECTING = "connecting"  # HTTP upgrade not finished
+    OPEN = "open"  # HardLight messages flow
+    CLOSING = "closing"  # a close frame was sent or received, waiting for the other
+    CLOSED = "closed"  # finished cleanly (or refused); nothing more to read
+    ERROR = "error"  # a protocol error or lost socket ended it
+
+
+class Trigger(enum.Enum):
+    """What moves a connection between states."""
+
+    ACCEPTED = "handshake accepted"
+    REFUSED = "handshake refused"
+    CLOSE_SENT = "close frame sent"
+    CLOSE_RECEIVED = "close frame received"
+    CLOSE_COMPLETED = "close handshake completed"
+    PROTOCOL_ERROR = "protocol error"
+    CONNECTION_LOST = "connection lost"
+
+
+S, T = ConnectionState, Trigger
+TRANSITIONS: dict[tuple[ConnectionState, Trigger], ConnectionState] = {
+    (S.CONNECTING, T.ACCEPTED): S.OPEN,
+    (S.CONNECTING, T.REFUSED): S.CLOSED,
+    (S.CONNECTING, T.PROTOCOL_ERROR): S.ERROR,
+    (S.CONNECTING, T.CONNECTION_LOST): S.ERROR,
+    (S.CONNECTING, T.CLOSE_SENT): S.CLOSED,
+    (S.OPEN, T.CLOSE_SENT): S.CLOSING,
+    (S.OPEN, T.CLOSE_RECEIVED): S.CLOSING,
+    (S.OPEN, T.PROTOCOL_ERROR): S.ERROR,
+    (S.OPEN, T.CONNECTION_LOST): S.ERROR,
+    (S.CLOSING, T.CLOSE_COMPLETED): S.CLOSED,
+    (S.CLOSING, T.CLOSE_RECEIVED): S.CLOSED,
+    (S.CLOSING, T.CLOSE_SENT): S.CLOSED,
+    (S.CLOSING, T.PROTOCOL_ERROR): S.ERROR,
+    (S.CLOSING, T.CONNECTION_LOST): S.CLOSED,
+    (S.CLOSED, T.CONNECTION_LOST): S.CLOSED,
+    (S.ERROR, T.CONNECTION_LOST): S.ERROR,
+    (S.ERROR, T.PROTOCOL_ERROR): S.ERROR,
+}
+del S, T
+
+
+def transition(state: ConnectionState, trigger: Trigger) -> ConnectionState:
+    """The state after ``trigger`` in ``state``; LocalProtocolError if not allowed."""
+    try:
+        return TRANSITIONS[state, trigger]
+    except KeyError:
+        raise LocalProtocolError(f"cannot {trigger.value!r} in state {state.value!r}") from None
