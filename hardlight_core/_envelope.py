@@ -129,24 +129,26 @@ def _check_u8(value: int, what: str) -> None:
 def encode_client_message(message: RPCRequest) -> bytes:
     """The rkyv archive of a ``ClientMessage`` (exactly as the reference writes it)."""
     internal = message.internal
-    _check_u8(message.id, "RPCRequest.id")
+    call_id = message.id
+    if call_id.__class__ is not int or not 0 <= call_id <= 255:
+        _check_u8(call_id, "RPCRequest.id")
     n = len(internal)
     pad = _PAD[n & 3]
-    root = n + len(pad)
-    return b"".join((internal, pad, _CLIENT_ROOT.pack(0, message.id, -(root + 4), n)))
+    return internal + pad + _CLIENT_ROOT.pack(0, call_id, -(n + len(pad) + 4), n)
 
 
 def encode_server_message(message: ServerMessage) -> bytes:
     """The rkyv archive of a ``ServerMessage`` (exactly as the reference writes it)."""
-    if type(message) is RPCResponse:
-        _check_u8(message.id, "RPCResponse.id")
+    if message.__class__ is RPCResponse:
+        call_id = message.id
+        if call_id.__class__ is not int or not 0 <= call_id <= 255:
+            _check_u8(call_id, "RPCResponse.id")
         output = message.output
-        if type(output) is Ok:
+        if output.__class__ is Ok:
             data = output.value
             n = len(data)
             pad = _PAD[n & 3]
-            root = n + len(pad)
-            return b"".join((data, pad, _RESPONSE_OK.pack(0, message.id, 0, -(root + 8), n)))
+            return data + pad + _RESPONSE_OK.pack(0, call_id, 0, -(n + len(pad) + 8), n)
         if type(output) is Err and isinstance(output.error, RpcHandlerError):
             return _RESPONSE_ERR.pack(0, message.id, 1, output.error.value)
         raise EncodeError(
@@ -221,30 +223,45 @@ def _root(data: bytes, size: int, what: str) -> int:
 
 def decode_client_message(data: bytes) -> RPCRequest:
     """Validate and read a ``ClientMessage`` archive (as ``rkyv::from_bytes`` would)."""
-    root = _root(data, _CLIENT_ROOT_SIZE, "ClientMessage")
-    tag = data[root]
-    if tag != 0:
+    root = len(data) - _CLIENT_ROOT_SIZE
+    if root < 0 or root & 3:
+        _root(data, _CLIENT_ROOT_SIZE, "ClientMessage")
+    tag, call_id, offset, length = _CLIENT_ROOT.unpack_from(data, root)
+    if tag:
         raise DecodeError(f"ClientMessage: unknown variant tag {tag} at {root}")
-    internal = _Claims(data).bytes_at(root + 4, root, "RPCRequest.internal")
-    return RPCRequest(data[root + 1], internal)
+    target = root + 4 + offset
+    if target < 0 or target + length > root:
+        raise DecodeError(
+            f"RPCRequest.internal: {length} bytes at {target} lie outside the free range "
+            f"[0, {root}) (pointer at {root + 4})"
+        )
+    return RPCRequest(call_id, data[target : target + length])
 
 
 def decode_server_message(data: bytes) -> ServerMessage:
     """Validate and read a ``ServerMessage`` archive (as ``rkyv::from_bytes`` would)."""
-    root = _root(data, _SERVER_ROOT_SIZE, "ServerMessage")
+    root = len(data) - _SERVER_ROOT_SIZE
+    if root < 0 or root & 3:
+        _root(data, _SERVER_ROOT_SIZE, "ServerMessage")
     tag = data[root]
-    claims = _Claims(data)
     if tag == 0:
         result_tag = data[root + 4]
         if result_tag == 0:
-            value = claims.bytes_at(root + 8, root, "RPCResponse.output")
-            return RPCResponse(data[root + 1], Ok(value))
+            offset, length = _I32_U32.unpack_from(data, root + 8)
+            target = root + 8 + offset
+            if target < 0 or target + length > root:
+                raise DecodeError(
+                    f"RPCResponse.output: {length} bytes at {target} lie outside the free "
+                    f"range [0, {root}) (pointer at {root + 8})"
+                )
+            return RPCResponse(data[root + 1], Ok(data[target : target + length]))
         if result_tag == 1:
             code = data[root + 5]
             if code >= len(_HANDLER_ERRORS):
                 raise DecodeError(f"RpcHandlerError: unknown variant tag {code} at {root + 5}")
             return RPCResponse(data[root + 1], Err(_HANDLER_ERRORS[code]))
         raise DecodeError(f"Result: invalid tag {result_tag} at {root + 4}")
+    claims = _Claims(data)
     if tag == 1:
         flag = data[root + 12]
         if flag > 1:
