@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
 from collections.abc import AsyncIterator
@@ -48,10 +49,8 @@ class _Protocol(asyncio.Protocol):
         self.transport = transport
         sock = transport.get_extra_info("socket")
         if sock is not None:
-            try:
+            with contextlib.suppress(OSError):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            except OSError:
-                pass
 
     def data_received(self, data: bytes) -> None:
         self.client._handle(self.core.receive_data(data, self.loop.time()))
@@ -85,11 +84,17 @@ class _Protocol(asyncio.Protocol):
         if data:
             self.transport.write(data)
         deadline = self.core.get_timer()
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
-        if deadline is not None:
-            self.timer = self.loop.call_at(deadline, self._on_timer)
+        timer = self.timer
+        if deadline is None:
+            if timer is not None:
+                timer.cancel()
+                self.timer = None
+            return
+        if timer is not None:
+            if timer.when() <= deadline:
+                return  # fires early and re-checks: cheaper than re-arming per message
+            timer.cancel()
+        self.timer = self.loop.call_at(deadline, self._on_timer)
 
     def _on_timer(self) -> None:
         self.timer = None
@@ -133,8 +138,10 @@ class Client:
     @property
     def connected(self) -> bool:
         """True while the connection is open."""
-        return self._protocol is not None and self._protocol.transport is not None and (
-            self._opened is not None and self._opened.done() and not self._opened.exception()
+        return (
+            self._protocol is not None
+            and self._protocol.transport is not None
+            and (self._opened is not None and self._opened.done() and not self._opened.exception())
         )
 
     async def connect(self) -> None:
@@ -212,20 +219,34 @@ class Client:
         if core is None or protocol is None or protocol.transport is None:
             raise ClientNotConnected("not connected")
         call_id = core.start_call(method, args)
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        loop = protocol.loop
+        future: asyncio.Future[Any] = loop.create_future()
         self._pending[call_id] = future
         protocol.schedule_flush()
         timeout = self.config.call_timeout if timeout is None else timeout
+        timer = None
+        if timeout is not None:
+            timer = loop.call_later(timeout, self._expire, call_id, future, method, timeout)
         try:
-            if timeout is None:
-                return await future
-            return await asyncio.wait_for(future, timeout)
-        except (asyncio.TimeoutError, asyncio.CancelledError) as exc:
+            return await future
+        except asyncio.CancelledError:
             if self._pending.pop(call_id, None) is not None:
                 core.abandon_call(call_id)
-            if isinstance(exc, asyncio.TimeoutError):
-                raise CallTimeout(f"{method}: no answer within {timeout} s") from None
             raise
+        finally:
+            if timer is not None:
+                timer.cancel()
+
+    def _expire(
+        self, call_id: int, future: asyncio.Future[Any], method: str, timeout: float
+    ) -> None:
+        if future.done():
+            return
+        if self._pending.get(call_id) is future:
+            del self._pending[call_id]
+            if self._core is not None:
+                self._core.abandon_call(call_id)
+        future.set_exception(CallTimeout(f"{method}: no answer within {timeout} s"))
 
     def state(self) -> Any:
         """The mirror of this connection's server-side state."""
@@ -298,7 +319,7 @@ class Client:
                 return
             try:
                 await asyncio.wait_for(self._connect_once(), self.config.connect_timeout)
-            except (OSError, HardLightError, asyncio.TimeoutError) as exc:
+            except (TimeoutError, OSError, HardLightError) as exc:
                 log.info("reconnect failed: %s", exc)
                 continue
             log.info("reconnected")

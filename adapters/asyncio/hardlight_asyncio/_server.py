@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
 from collections.abc import AsyncIterator
@@ -85,10 +86,8 @@ class _Connection(asyncio.Protocol):
         self.transport = transport
         sock = transport.get_extra_info("socket")
         if sock is not None:
-            try:
+            with contextlib.suppress(OSError):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            except OSError:
-                pass
         self.server._connections.add(self)
         self._rearm()
 
@@ -118,20 +117,50 @@ class _Connection(asyncio.Protocol):
         self.transport = None
 
     def _spawn(self, call: HandlerCall) -> None:
-        task = self.loop.create_task(self._run(call))
+        # Run the handler's first step right here: most handlers finish without
+        # awaiting anything, and then the answer leaves in this same loop turn.
+        coroutine = call.coroutine
+        try:
+            yielded = coroutine.send(None)
+        except StopIteration as done:
+            self.session.complete(call, value=done.value)
+            return
+        except BaseException as exc:
+            self.session.complete(call, error=exc)
+            return
+        task = self.loop.create_task(self._resume(call, yielded))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
-    async def _run(self, call: HandlerCall) -> None:
+    async def _resume(self, call: HandlerCall, yielded: Any) -> None:
+        """Drive a handler that awaits, the way a Task would, from where it stopped."""
+        coroutine = call.coroutine
         try:
-            value = await call.coroutine
+            while True:
+                if yielded is None:  # a bare yield (asyncio.sleep(0))
+                    await asyncio.sleep(0)
+                else:
+                    yielded._asyncio_future_blocking = False
+                    waiter = self.loop.create_future()
+                    yielded.add_done_callback(
+                        lambda _f, w=waiter: None if w.done() else w.set_result(None)
+                    )
+                    try:
+                        await waiter
+                    except asyncio.CancelledError:
+                        yielded.cancel()
+                        raise
+                try:
+                    yielded = coroutine.send(None)
+                except StopIteration as done:
+                    self.session.complete(call, value=done.value)
+                    return
+                except BaseException as exc:
+                    self.session.complete(call, error=exc)
+                    return
         except asyncio.CancelledError:
-            call.coroutine.close()
+            coroutine.close()
             raise
-        except BaseException as exc:
-            self.session.complete(call, error=exc)
-        else:
-            self.session.complete(call, value=value)
 
     def schedule_flush(self) -> None:
         """Coalesce: write everything queued during this loop turn in one write."""
@@ -153,14 +182,20 @@ class _Connection(asyncio.Protocol):
             self._rearm()
 
     def _rearm(self) -> None:
+        # Lazy: an armed timer that fires early is harmless (handle_timer re-checks),
+        # so re-arm only when the deadline moved earlier; idle deadlines only move later.
         deadline = self.session.get_timer()
-        if self.timer is not None:
-            if deadline is not None and self.timer.when() == deadline:
+        timer = self.timer
+        if deadline is None:
+            if timer is not None:
+                timer.cancel()
+                self.timer = None
+            return
+        if timer is not None:
+            if timer.when() <= deadline:
                 return
-            self.timer.cancel()
-            self.timer = None
-        if deadline is not None:
-            self.timer = self.loop.call_at(deadline, self._on_timer)
+            timer.cancel()
+        self.timer = self.loop.call_at(deadline, self._on_timer)
 
     def _on_timer(self) -> None:
         self.timer = None

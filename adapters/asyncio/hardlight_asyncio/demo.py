@@ -22,7 +22,6 @@ from hardlight_conformance.apps.counter import (
     Incremented,
     ServerSentTest,
 )
-
 from hardlight_core import ClientConfig, ServerConfig, Topic
 from hardlight_core._topics import TopicCreated
 
@@ -51,11 +50,15 @@ async def run(port: int = 0) -> int:
 
     await server.start()
     notifier_task = asyncio.create_task(notify())
-    log.info("[server] listening on %s:%d (TLS, fingerprint %s)", *server.address, config.fingerprint)
+    log.info(
+        "[server] listening on %s:%d (TLS, fingerprint %s)", *server.address, config.fingerprint
+    )
     seen: list[object] = []
     try:
         assert config.fingerprint is not None
-        client = Client(Counter, ClientConfig.pinned(f"localhost:{server.port}", config.fingerprint))
+        client = Client(
+            Counter, ClientConfig.pinned(f"localhost:{server.port}", config.fingerprint)
+        )
         await client.connect()
         log.info("[client] connected")
         got_all = asyncio.Event()
