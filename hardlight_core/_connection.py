@@ -257,7 +257,7 @@ class _Connection:
         try:
             for frame in frames.received_frames():
                 # wsproto hands out payload as it arrives: cap before buffering the rest
-                header = getattr(getattr(frames, "_parser", None), "header", None)
+                header = getattr(getattr(frames, "_frame_decoder", None), "header", None)
                 if header is not None and header.payload_len > limit:
                     raise MessageTooLarge(
                         f"frame announces {header.payload_len} bytes (limit {limit})", limit
@@ -301,6 +301,12 @@ class _Connection:
                     return
                 if self.state in (ConnectionState.CLOSED, ConnectionState.ERROR):
                     return
+            # a header alone (no payload yet) yields no frame: judge its length now
+            header = getattr(getattr(frames, "_frame_decoder", None), "header", None)
+            if header is not None and header.payload_len > limit:
+                raise MessageTooLarge(
+                    f"frame announces {header.payload_len} bytes (limit {limit})", limit
+                )
         except ParseFailed as exc:
             self._fail(RemoteProtocolError(f"WebSocket protocol error: {exc}", int(exc.code)))
         except MessageTooLarge as exc:

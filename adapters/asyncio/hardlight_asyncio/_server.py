@@ -80,6 +80,7 @@ class _Connection(asyncio.Protocol):
         self.tasks: set[asyncio.Task[None]] = set()
         self.timer: asyncio.TimerHandle | None = None
         self.flush_scheduled = False
+        self.paused = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -88,8 +89,18 @@ class _Connection(asyncio.Protocol):
         if sock is not None:
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        transport.set_write_buffer_limits(high=256 * 1024)
         self.server._connections.add(self)
         self._rearm()
+
+    def pause_writing(self) -> None:
+        # The peer is not reading: keep further output in the core, whose
+        # max_outgoing_bytes bound closes a connection that never catches up.
+        self.paused = True
+
+    def resume_writing(self) -> None:
+        self.paused = False
+        self._flush()
 
     def data_received(self, data: bytes) -> None:
         try:
@@ -172,6 +183,10 @@ class _Connection(asyncio.Protocol):
         self.flush_scheduled = False
         transport = self.transport
         if transport is None:
+            return
+        if self.paused:
+            if self.session.connection.state.value in ("closed", "error"):
+                transport.abort()  # ended while the peer was not reading: nothing more to say
             return
         data = self.session.data_to_send()
         if data:
