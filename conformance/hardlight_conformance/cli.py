@@ -16,6 +16,7 @@ COMMANDS = {
     "serve": "hardlight_conformance._serve_cli",
     "check": "hardlight_conformance._check_cli",
     "bench": "hardlight_conformance._bench_cli",
+    "soak": "hardlight_conformance._soak_cli",
 }
 
 
