@@ -14,7 +14,6 @@ from collections import deque
 from collections.abc import Callable, Iterator
 
 import h11
-from wsproto.frame_protocol import CloseReason, FrameProtocol, Opcode, ParseFailed
 
 from ._calls import ClientCallTable, ServerInFlightTable
 from ._envelope import (
@@ -50,6 +49,7 @@ from ._events import (
     ResponseReceived,
     StateChanged,
 )
+from ._framing import FrameReader, Opcode, close_payload, frame_bytes
 from ._handshake import (
     SUBPROTOCOL,
     accept_token,
@@ -86,9 +86,7 @@ class _Connection:
         self._events: deque[Event] = deque()
         self._out: list[bytes | bytearray] = []
         self.outgoing_size = 0
-        self._frames: FrameProtocol | None = None
-        self._message = bytearray()
-        self._message_is_text = False
+        self._reader: FrameReader | None = None
         self._started = now
         self._last_received = now
         self._ping_sent_at: float | None = None
@@ -180,8 +178,7 @@ class _Connection:
         elif self.state is ConnectionState.OPEN:
             if self._ping_sent_at is None:
                 self._ping_sent_at = now
-                assert self._frames is not None
-                self._queue(self._frames.ping(b"hl"))
+                self._queue(frame_bytes(Opcode.PING, b"hl", mask=self.is_client))
             else:
                 self._fail(RemoteProtocolError("peer idle: no answer to a ping", 1001))
 
@@ -197,7 +194,6 @@ class _Connection:
     def _queue_message(self, payload: bytes, *, essential: bool) -> None:
         if self.state is not ConnectionState.OPEN:
             raise LocalProtocolError(f"cannot send: the connection is {self.state.value}")
-        assert self._frames is not None
         if self.outgoing_size + len(payload) > self.limits.max_outgoing_bytes:
             what = "an RPC response" if essential else "an event"
             self._send_close(1008, "peer is not reading: outgoing queue full")
@@ -210,11 +206,11 @@ class _Connection:
             raise LocalProtocolError(
                 f"connection closed (1008): {what} did not fit the outgoing queue"
             )
-        self._queue(self._frames.send_data(payload, fin=True))
+        self._queue(frame_bytes(Opcode.BINARY, payload, mask=self.is_client))
 
     def _send_close(self, code: int, reason: str) -> None:
-        if self._frames is not None:
-            self._queue(self._frames.close(code, reason))
+        if self._reader is not None:
+            self._queue(frame_bytes(Opcode.CLOSE, close_payload(code, reason), mask=self.is_client))
         self._close_sent_at = self._last_received
 
     def _report_closed(self, code: int | None, reason: str, error: ProtocolError | None) -> None:
@@ -230,8 +226,9 @@ class _Connection:
     def _fail(self, error: ProtocolError, *, send: bool = True) -> None:
         """A protocol error: queue our close frame, enter ERROR, report it."""
         log.debug("closing with %d: %s", error.close_code, error)
-        if send and self._frames is not None and self.state is ConnectionState.OPEN:
-            self._queue(self._frames.close(error.close_code, str(error)[:120]))
+        if send and self._reader is not None and self.state is ConnectionState.OPEN:
+            payload = close_payload(error.close_code, str(error)[:100])
+            self._queue(frame_bytes(Opcode.CLOSE, payload, mask=self.is_client))
         self._move(Trigger.PROTOCOL_ERROR)
         self._report_closed(error.close_code, str(error), error)
 
@@ -245,86 +242,50 @@ class _Connection:
         self._events.append(MessageIgnored(reason))
 
     def _start_frames(self, trailing: bytes) -> None:
-        self._frames = FrameProtocol(client=self.is_client, extensions=[])
+        self._reader = FrameReader(
+            expect_masked=not self.is_client, max_message_size=self.limits.max_message_size
+        )
         if trailing:
             self._receive_frames(trailing)
 
     def _receive_frames(self, data: bytes) -> None:
-        frames = self._frames
-        assert frames is not None
-        frames.receive_bytes(data)
-        limit = self.limits.max_message_size
+        reader = self._reader
+        assert reader is not None
         try:
-            for frame in frames.received_frames():
-                # wsproto hands out payload as it arrives: cap before buffering the rest
-                header = getattr(getattr(frames, "_frame_decoder", None), "header", None)
-                if header is not None and header.payload_len > limit:
-                    raise MessageTooLarge(
-                        f"frame announces {header.payload_len} bytes (limit {limit})", limit
-                    )
-                opcode = frame.opcode
-                if opcode in (Opcode.BINARY, Opcode.TEXT, Opcode.CONTINUATION):
-                    if opcode is not Opcode.CONTINUATION:
-                        self._message_is_text = opcode is Opcode.TEXT
-                    raw = frame.payload
-                    if isinstance(raw, str):
-                        chunk: bytes = raw.encode()
-                    elif isinstance(raw, bytes | bytearray):
-                        chunk = bytes(raw)
-                    else:
-                        chunk = b""
-                    if len(self._message) + len(chunk) > limit:
-                        raise MessageTooLarge(f"message larger than {limit} bytes", limit)
-                    if frame.message_finished:
-                        if self._message:
-                            self._message += chunk
-                            payload = bytes(self._message)
-                            self._message.clear()
-                        else:
-                            payload = bytes(chunk)
-                        if self._message_is_text:
-                            self._ignore("text message")
-                        elif self.state is ConnectionState.OPEN:
-                            self._receive_message(payload)
-                    else:
-                        self._message += chunk
-                elif opcode is Opcode.PING:
-                    if self.state is ConnectionState.OPEN:
-                        ping = frame.payload
-                        self._queue(frames.pong(ping if isinstance(ping, bytes) else b""))
-                elif opcode is Opcode.PONG:
-                    self._ping_sent_at = None
-                elif opcode is Opcode.CLOSE:
-                    close = frame.payload
-                    assert isinstance(close, tuple)
-                    self._receive_close(int(close[0]), str(close[1]))
-                    return
-                if self.state in (ConnectionState.CLOSED, ConnectionState.ERROR):
-                    return
-            # a header alone (no payload yet) yields no frame: judge its length now
-            header = getattr(getattr(frames, "_frame_decoder", None), "header", None)
-            if header is not None and header.payload_len > limit:
-                raise MessageTooLarge(
-                    f"frame announces {header.payload_len} bytes (limit {limit})", limit
-                )
-        except ParseFailed as exc:
-            self._fail(RemoteProtocolError(f"WebSocket protocol error: {exc}", int(exc.code)))
-        except MessageTooLarge as exc:
+            frames = reader.feed(data)
+        except ProtocolError as exc:
             self._fail(exc)
-
-    def _receive_close(self, code: int, reason: str) -> None:
-        if self.state is ConnectionState.OPEN:
-            assert self._frames is not None
-            # echo the peer's code and reason, as RFC 6455 asks (no-status becomes empty)
-            if code in (CloseReason.NO_STATUS_RCVD, _ABNORMAL):
-                self._queue(self._frames.close())
+            return
+        for frame in frames:
+            opcode = frame.opcode
+            if opcode is Opcode.BINARY:
+                if self.state is ConnectionState.OPEN:
+                    try:
+                        self._receive_message(frame.payload)
+                    except MessageTooLarge as exc:
+                        self._fail(exc)
+            elif opcode is Opcode.TEXT:
+                self._ignore("text message")
+            elif opcode is Opcode.PING:
+                if self.state is ConnectionState.OPEN:
+                    self._queue(frame_bytes(Opcode.PONG, frame.payload, mask=self.is_client))
+            elif opcode is Opcode.PONG:
+                self._ping_sent_at = None
             else:
-                self._queue(self._frames.close(code, reason))
+                self._receive_close(frame.close_code, frame.close_reason)
+            if self.state in (ConnectionState.CLOSED, ConnectionState.ERROR):
+                return
+
+    def _receive_close(self, code: int | None, reason: str) -> None:
+        if self.state is ConnectionState.OPEN:
+            # echo the peer's code and reason, as RFC 6455 asks (an empty close stays empty)
+            payload = close_payload(code, reason)
+            self._queue(frame_bytes(Opcode.CLOSE, payload, mask=self.is_client))
             self._move(Trigger.CLOSE_RECEIVED)
             self._move(Trigger.CLOSE_SENT)
         else:
             self._move(Trigger.CLOSE_RECEIVED)
-        self._report_closed(code, reason, None)
+        self._report_closed(code if code is not None else 1005, reason, None)
 
     def _receive_message(self, payload: bytes) -> None:
         raise NotImplementedError

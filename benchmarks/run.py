@@ -1,0 +1,491 @@
+"""Side-by-side benchmarks: HardLight (Python) against grpcio aio and websockets + msgspec.
+
+    python -m pip install -e '.[bench]'
+    python benchmarks/run.py                    # everything, prints a table, writes results.json
+    python benchmarks/run.py --quick            # smaller counts
+
+Every server runs in its own process, over TLS on loopback; the clients run here.
+Workloads: sequential round trips (p50/p99/calls/s), 250 calls pipelined on one connection,
+100 connections x 10 in flight, event fan-out (HardLight chat app), server memory per idle
+connection. Codec micro-benchmarks are pytest-benchmark tests in this folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import ssl
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from hardlight_core import ClientConfig, ClientTLS, ServerTLS, Topic
+
+HERE = Path(__file__).resolve().parent
+
+
+# -- peer servers (run as `python benchmarks/run.py --serve KIND --port 0 --cert C --key K`) --
+
+
+async def _serve_grpc(port: int, cert: bytes, key: bytes) -> None:
+    import grpc
+
+    async def get(request: bytes, context: Any) -> bytes:
+        return b"\0\0\0\0"
+
+    handler = grpc.method_handlers_generic_handler(
+        "bench.Counter",
+        {"Get": grpc.unary_unary_rpc_method_handler(get)},
+    )
+    server = grpc.aio.server()
+    server.add_generic_rpc_handlers((handler,))
+    bound = server.add_secure_port(
+        f"127.0.0.1:{port}", grpc.ssl_server_credentials([(key, cert)])
+    )
+    await server.start()
+    print(f"listening on 127.0.0.1:{bound}", flush=True)
+    await server.wait_for_termination()
+
+
+class _Rpc(msgspec.Struct):
+    id: int
+    method: str
+    params: list[Any] = []
+
+
+class _Reply(msgspec.Struct):
+    id: int
+    result: Any
+
+
+async def _serve_websockets(port: int, cert: bytes, key: bytes) -> None:
+    import websockets
+
+    context = ServerTLS(cert, key).ssl_context()
+    decoder = msgspec.json.Decoder(_Rpc)
+    encoder = msgspec.json.Encoder()
+
+    async def handle(ws: Any) -> None:
+        async for message in ws:
+            call = decoder.decode(message)
+            await ws.send(encoder.encode(_Reply(call.id, 0)))
+
+    async with websockets.serve(
+        handle, "127.0.0.1", port, ssl=context, compression=None, max_queue=1024
+    ) as server:
+        bound = next(iter(server.sockets)).getsockname()[1]
+        print(f"listening on 127.0.0.1:{bound}", flush=True)
+        await asyncio.Future()
+
+
+def _start_server(kind: str, tmp: Path, tls: ServerTLS) -> tuple[subprocess.Popen[str], int]:
+    cert = tmp / "cert.pem"
+    key = tmp / "key.pem"
+    cert.write_bytes(tls.cert_pem)
+    key.write_bytes(tls.key_pem)
+    if kind.startswith("hardlight"):
+        app = "chat" if kind == "hardlight-chat" else "counter"
+        args = [sys.executable, "-m", "hardlight_conformance", "serve", "--app", app,
+                "--port", "0", "--cert", str(cert), "--key", str(key)]
+    else:
+        args = [sys.executable, str(Path(__file__)), "--serve", kind, "--cert", str(cert),
+                "--key", str(key)]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    if not line.startswith("listening on "):
+        proc.kill()
+        raise RuntimeError(f"{kind} server did not start: {line!r}")
+    return proc, int(line.rsplit(":", 1)[1])
+
+
+def _rss_kib(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+# -- clients: each offers connect() -> a `call()` coroutine function and close() ---------------
+
+
+class HardLightPeer:
+    """HardLight counter client through one of our adapters."""
+
+    def __init__(self, adapter: str, level: int, port: int, tls: ServerTLS) -> None:
+        self.adapter, self.level, self.port, self.tls = adapter, level, port, tls
+
+    async def connect(self) -> tuple[Callable[[], Awaitable[Any]], Callable[[], Awaitable[None]]]:
+        from hardlight_conformance._live import LiveClient
+        from hardlight_conformance.apps.counter import Counter
+
+        client = LiveClient(
+            self.adapter,
+            Counter,
+            ClientConfig(
+                address=f"localhost:{self.port}",
+                tls=ClientTLS(ca_pem=self.tls.cert_pem),
+                compression_level=self.level,
+                call_timeout=30,
+            ),
+        )
+        await client._run(client._client.connect)
+        if self.adapter == "threads":
+            raw = client._client
+
+            async def call_threads() -> Any:
+                return await asyncio.to_thread(raw.get)
+
+            return call_threads, lambda: client._run(raw.disconnect)
+        return client._client.get, client._client.disconnect
+
+
+class GrpcPeer:
+    """grpcio aio unary calls to a generic handler."""
+
+    def __init__(self, port: int, tls: ServerTLS) -> None:
+        self.port, self.tls = port, tls
+
+    async def connect(self) -> tuple[Callable[[], Awaitable[Any]], Callable[[], Awaitable[None]]]:
+        import grpc
+
+        channel = grpc.aio.secure_channel(
+            f"127.0.0.1:{self.port}",
+            grpc.ssl_channel_credentials(root_certificates=self.tls.cert_pem),
+            options=[("grpc.ssl_target_name_override", "localhost")],
+        )
+        await channel.channel_ready()
+        stub = channel.unary_unary("/bench.Counter/Get")
+
+        async def call() -> Any:
+            return await stub(b"")
+
+        return call, channel.close
+
+
+class WebsocketsPeer:
+    """websockets 17 with a msgspec JSON-RPC layer (no compression)."""
+
+    def __init__(self, port: int, tls: ServerTLS) -> None:
+        self.port, self.tls = port, tls
+
+    async def connect(self) -> tuple[Callable[[], Awaitable[Any]], Callable[[], Awaitable[None]]]:
+        import websockets
+
+        context = ssl.create_default_context(cadata=self.tls.cert_pem.decode())
+        ws = await websockets.connect(
+            f"wss://localhost:{self.port}", ssl=context, compression=None, max_queue=1024
+        )
+        pending: dict[int, asyncio.Future[Any]] = {}
+        encoder = msgspec.json.Encoder()
+        decoder = msgspec.json.Decoder(_Reply)
+        next_id = 0
+
+        async def reader() -> None:
+            async for message in ws:
+                reply = decoder.decode(message)
+                fut = pending.pop(reply.id, None)
+                if fut is not None:
+                    fut.set_result(reply.result)
+
+        task = asyncio.create_task(reader())
+
+        async def call() -> Any:
+            nonlocal next_id
+            next_id += 1
+            fut = asyncio.get_running_loop().create_future()
+            pending[next_id] = fut
+            await ws.send(encoder.encode(_Rpc(next_id, "get")))
+            return await fut
+
+        async def close() -> None:
+            task.cancel()
+            await ws.close()
+
+        return call, close
+
+
+# -- workloads ------------------------------------------------------------------------------------
+
+
+def _pct(values: list[float], q: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, round(q * (len(values) - 1)))]
+
+
+async def sequential(peer: Any, n: int) -> dict[str, float]:
+    call, close = await peer.connect()
+    try:
+        for _ in range(200):
+            await call()
+        times = []
+        for _ in range(n):
+            t = time.perf_counter()
+            await call()
+            times.append(time.perf_counter() - t)
+        return {
+            "p50_us": _pct(times, 0.5) * 1e6,
+            "p99_us": _pct(times, 0.99) * 1e6,
+            "calls_per_s": n / sum(times),
+        }
+    finally:
+        await close()
+
+
+async def pipelined(peer: Any, n: int, inflight: int = 250) -> dict[str, float]:
+    call, close = await peer.connect()
+    try:
+        await asyncio.gather(*(call() for _ in range(inflight)))
+        remaining = n
+
+        async def worker() -> None:
+            nonlocal remaining
+            while remaining > 0:
+                remaining -= 1
+                await call()
+
+        t = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(inflight)))
+        return {"calls_per_s": n / (time.perf_counter() - t)}
+    finally:
+        await close()
+
+
+async def many_connections(peer: Any, per_conn: int, conns: int = 100, inflight: int = 10) -> (
+    dict[str, float]
+):
+    clients = [await peer.connect() for _ in range(conns)]
+    latencies: list[float] = []
+    try:
+        async def worker(call: Callable[[], Awaitable[Any]]) -> None:
+            for _ in range(per_conn // inflight):
+                t = time.perf_counter()
+                await call()
+                latencies.append(time.perf_counter() - t)
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*(worker(call) for call, _ in clients for _ in range(inflight)))
+        elapsed = time.perf_counter() - t0
+        return {"calls_per_s": len(latencies) / elapsed, "p99_us": _pct(latencies, 0.99) * 1e6}
+    finally:
+        for _, close in clients:
+            await close()
+
+
+async def fanout(port: int, tls: ServerTLS, subscribers: int, repeats: int) -> dict[str, float]:
+    """One chat message to N subscribed connections: time until the last receives it."""
+    from hardlight_asyncio import Client
+    from hardlight_conformance.apps import chat
+
+    config = ClientConfig(address=f"localhost:{port}", tls=ClientTLS(ca_pem=tls.cert_pem),
+                          call_timeout=60, connect_timeout=60)
+    room = f"bench{os.getpid()}-{subscribers}"
+    clients = []
+    for i in range(subscribers):
+        c = Client(chat.Chat, config)
+        await c.connect()
+        await c.join(room, f"u{i}")
+        clients.append(c)
+    sender = Client(chat.Chat, config)
+    await sender.connect()
+    await sender.join(room, "sender")
+    topic = Topic.from_str("chat-" + room)
+    arrivals: list[float] = []
+    expected = 0
+    done = asyncio.Event()
+
+    async def listen(c: Any) -> None:
+        nonlocal expected
+        async for event in c.subscribe():
+            if event.topic == topic and event.payload[:1] == b"\x02":  # Said
+                arrivals.append(time.perf_counter())
+                if len(arrivals) == expected:
+                    done.set()
+
+    tasks = [asyncio.create_task(listen(c)) for c in clients]
+    await asyncio.sleep(0.5)
+    results = []
+    try:
+        for r in range(repeats):
+            arrivals.clear()
+            done.clear()
+            expected = subscribers
+            t = time.perf_counter()
+            await sender.send_message(f"m{r}")
+            await asyncio.wait_for(done.wait(), 60)
+            results.append(max(arrivals) - t)
+        # sustained: many messages back to back, events delivered per second to all
+        n_msgs = 50
+        arrivals.clear()
+        done.clear()
+        expected = subscribers * n_msgs
+        t = time.perf_counter()
+        await asyncio.gather(*(sender.send_message(f"s{i}") for i in range(n_msgs)))
+        await asyncio.wait_for(done.wait(), 120)
+        sustained = expected / (time.perf_counter() - t)
+        return {
+            "last_receiver_p50_ms": _pct(results, 0.5) * 1e3,
+            "last_receiver_p99_ms": _pct(results, 0.99) * 1e3,
+            "events_per_s": sustained,
+        }
+    finally:
+        for task in tasks:
+            task.cancel()
+        for c in [*clients, sender]:
+            await c.disconnect()
+
+
+async def idle_memory(peer: Any, pid: int, conns: int) -> dict[str, float]:
+    before = _rss_kib(pid)
+    clients = [await peer.connect() for _ in range(conns)]
+    await asyncio.sleep(1.0)
+    after = _rss_kib(pid)
+    for _, close in clients:
+        await close()
+    return {"kib_per_connection": (after - before) / conns}
+
+
+# -- the runner ------------------------------------------------------------------------------------
+
+
+async def run_all(quick: bool) -> dict[str, Any]:
+    n = 1000 if quick else 3000
+    results: dict[str, Any] = {}
+    tls = ServerTLS.self_signed("localhost", "127.0.0.1")
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        peers: list[tuple[str, str, Callable[[int], Any]]] = []
+        for adapter in ("asyncio", "anyio", "threads"):
+            import importlib
+
+            if not hasattr(importlib.import_module(f"hardlight_{adapter}"), "Client"):
+                continue
+            for level in (0, 6):
+                peers.append((f"hardlight-{adapter}-l{level}", "hardlight",
+                              lambda port, a=adapter, lv=level: HardLightPeer(a, lv, port, tls)))
+        try:
+            import grpc  # noqa: F401
+
+            peers.append(("grpcio-aio", "grpc", lambda port: GrpcPeer(port, tls)))
+        except ImportError:
+            print("grpcio not installed: skipped (pip install -e '.[bench]')")
+        try:
+            import websockets  # noqa: F401
+
+            peers.append(("websockets-msgspec", "websockets",
+                          lambda port: WebsocketsPeer(port, tls)))
+        except ImportError:
+            print("websockets not installed: skipped (pip install -e '.[bench]')")
+        for name, kind, make in peers:
+            proc, port = _start_server(kind, tmp, tls)
+            try:
+                peer = make(port)
+                row: dict[str, Any] = {}
+                row["sequential"] = await sequential(peer, n)
+                row["pipelined"] = await pipelined(peer, n * 2)
+                if not name.startswith("hardlight-threads"):
+                    row["connections_100x10"] = await many_connections(peer, 100 if quick else 200)
+                if name in ("hardlight-asyncio-l6", "grpcio-aio", "websockets-msgspec"):
+                    row["idle_memory"] = await idle_memory(peer, proc.pid, 200 if quick else 1000)
+                results[name] = row
+                print(name, json.dumps(row), flush=True)
+            finally:
+                proc.terminate()
+                proc.wait(10)
+        proc, port = _start_server("hardlight-chat", tmp, tls)
+        try:
+            results["fanout"] = {
+                "subscribers_1000" if not quick else "subscribers_200": await fanout(
+                    port, tls, 200 if quick else 1000, 5 if quick else 10
+                ),
+                "subscribers_100": await fanout(port, tls, 100, 10),
+            }
+            print("fanout", json.dumps(results["fanout"]), flush=True)
+        finally:
+            proc.terminate()
+            proc.wait(10)
+    return results
+
+
+def ratios(results: dict[str, Any]) -> dict[str, Any]:
+    """HardLight asyncio level 6 against each peer."""
+    ours = results.get("hardlight-asyncio-l6")
+    out: dict[str, Any] = {}
+    if not ours:
+        return out
+    for peer in ("grpcio-aio", "websockets-msgspec"):
+        theirs = results.get(peer)
+        if not theirs:
+            continue
+        out[peer] = {
+            "sequential_p50_ratio": ours["sequential"]["p50_us"] / theirs["sequential"]["p50_us"],
+            "pipelined_calls_ratio": ours["pipelined"]["calls_per_s"]
+            / theirs["pipelined"]["calls_per_s"],
+            "connections_calls_ratio": ours["connections_100x10"]["calls_per_s"]
+            / theirs["connections_100x10"]["calls_per_s"],
+        }
+    return out
+
+
+def table(results: dict[str, Any]) -> str:
+    """A plain-text table of the main figures."""
+    lines = [
+        f"{'peer':24} {'seq p50 us':>10} {'seq p99 us':>10} {'seq calls/s':>11} "
+        f"{'pipe calls/s':>12} {'100x10 calls/s':>14} {'100x10 p99 us':>13} {'KiB/conn':>8}"
+    ]
+    for name, row in results.items():
+        if name in ("fanout", "ratios", "machine"):
+            continue
+        seq, pipe = row["sequential"], row["pipelined"]
+        many = row.get("connections_100x10", {})
+        mem = row.get("idle_memory", {})
+        lines.append(
+            f"{name:24} {seq['p50_us']:10.0f} {seq['p99_us']:10.0f} {seq['calls_per_s']:11.0f} "
+            f"{pipe['calls_per_s']:12.0f} {many.get('calls_per_s', 0):14.0f} "
+            f"{many.get('p99_us', 0):13.0f} {mem.get('kib_per_connection', 0):8.1f}"
+        )
+    return "\n".join(lines)
+
+
+def main() -> int:
+    """Command line."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--out", default=str(HERE / "results.json"))
+    parser.add_argument("--serve", help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--cert", help=argparse.SUPPRESS)
+    parser.add_argument("--key", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve:
+        cert, key = Path(args.cert).read_bytes(), Path(args.key).read_bytes()
+        serve = {"grpc": _serve_grpc, "websockets": _serve_websockets}[args.serve]
+        asyncio.run(serve(args.port, cert, key))
+        return 0
+    results = asyncio.run(run_all(args.quick))
+    results["ratios"] = ratios(results)
+    results["machine"] = {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+    }
+    print(table(results))
+    print("fan-out:", json.dumps(results.get("fanout")))
+    print("ratios (HardLight asyncio level 6 / peer):", json.dumps(results["ratios"], indent=1))
+    Path(args.out).write_text(json.dumps(results, indent=1))
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
