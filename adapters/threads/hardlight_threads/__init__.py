@@ -1,3 +1,22 @@
-"""hardlight_threads: HardLight bound to threads (in progress: see the README's status table)."""
+"""hardlight_threads: HardLight with blocking sockets and threads.
 
-__all__: list[str] = []
+A blocking client usable from plain scripts (``client.get()`` returns the value) and a
+threaded server. See ``docs/adapters.md``.
+"""
+
+from hardlight_core import ConnectionRefused
+from hardlight_core._client_core import EventDelivered as Event
+
+from ._client import Client, Subscription, client_class
+from ._server import EventEmitter, Server, TopicNotifier
+
+__all__ = [
+    "Client",
+    "ConnectionRefused",
+    "Event",
+    "EventEmitter",
+    "Server",
+    "Subscription",
+    "TopicNotifier",
+    "client_class",
+]
