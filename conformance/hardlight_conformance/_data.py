@@ -48,7 +48,7 @@ def load_json(path: Path) -> Any:
 
 def envelope_from_json(kind: str, value: Any) -> RPCRequest | ServerMessage:
     """Build an envelope message from its JSON form in ``messages.json``."""
-    (variant, body), = value.items()
+    ((variant, body),) = value.items()
     if kind == "ClientMessage" and variant == "RPCRequest":
         return RPCRequest(body["id"], bytes.fromhex(body["internal"]))
     if variant == "RPCResponse":

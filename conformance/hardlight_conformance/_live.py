@@ -122,7 +122,9 @@ class LiveClient:
         """Disconnect (bounded)."""
         self._stop_pump = True
         try:
-            await asyncio.wait_for(self._run(self._client.disconnect), WAIT)
+            # asyncio.timeout, not wait_for: the anyio client must close in its own task
+            async with asyncio.timeout(WAIT):
+                await self._run(self._client.disconnect)
         finally:
             if self._pump is not None:
                 self._pump.cancel()
@@ -233,9 +235,10 @@ async def wrong_subprotocol(ctx: Context) -> None:
 
     def probe() -> bytes:
         context = ctx.tls.ssl_context()
-        with socket.create_connection((host, port), timeout=WAIT) as raw, context.wrap_socket(
-            raw, server_hostname=host
-        ) as tls:
+        with (
+            socket.create_connection((host, port), timeout=WAIT) as raw,
+            context.wrap_socket(raw, server_hostname=host) as tls,
+        ):
             ctx.tls.check_peer(tls.getpeercert(binary_form=True))
             key = base64.b64encode(os.urandom(16)).decode()
             tls.sendall(

@@ -99,11 +99,17 @@ async def _run_async(args: argparse.Namespace, config: ServerConfig, handler: An
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    await server.start()
-    running = [asyncio.create_task(t()) for t in tasks]
-    _announce(*server.address, config)
-    await stop.wait()
-    await server.stop()
+    if args.adapter == "anyio":
+        async with server:  # anyio servers live in their task group
+            running = [asyncio.create_task(t()) for t in tasks]
+            _announce(*server.address, config)
+            await stop.wait()
+    else:
+        await server.start()
+        running = [asyncio.create_task(t()) for t in tasks]
+        _announce(*server.address, config)
+        await stop.wait()
+        await server.stop()
     for task in running:
         task.cancel()
     print("stopped", flush=True)

@@ -40,10 +40,25 @@ __all__ = [
 ]
 
 _SCALARS: dict[str, Any] = {
-    "u8": T.u8, "u16": T.u16, "u32": T.u32, "u64": T.u64, "u128": T.u128,
-    "i8": T.i8, "i16": T.i16, "i32": T.i32, "i64": T.i64, "i128": T.i128,
-    "usize": T.usize, "isize": T.isize, "f32": T.f32, "f64": T.f64,
-    "bool": bool, "char": T.char, "string": str, "bytes": bytes, "unit": None,
+    "u8": T.u8,
+    "u16": T.u16,
+    "u32": T.u32,
+    "u64": T.u64,
+    "u128": T.u128,
+    "i8": T.i8,
+    "i16": T.i16,
+    "i32": T.i32,
+    "i64": T.i64,
+    "i128": T.i128,
+    "usize": T.usize,
+    "isize": T.isize,
+    "f32": T.f32,
+    "f64": T.f64,
+    "bool": bool,
+    "char": T.char,
+    "string": str,
+    "bytes": bytes,
+    "unit": None,
 }
 
 _TYPE_CACHE: dict[str, Any] = {}
@@ -148,8 +163,9 @@ def _struct_value(cls: Any, tp: Any, payload: Any, newtype: bool) -> Any:
     if payload is None:
         payload = []
     if isinstance(payload, Mapping):
-        vals = [from_json(ft, _field(payload, n), newtype)
-                for n, ft in zip(names, fts, strict=True)]
+        vals = [
+            from_json(ft, _field(payload, n), newtype) for n, ft in zip(names, fts, strict=True)
+        ]
     elif newtype and len(names) == 1:
         vals = [from_json(fts[0], payload, newtype)]
     else:
@@ -249,14 +265,21 @@ def values_equal(a: Any, b: Any) -> bool:
     if isinstance(a, float) and isinstance(b, float):
         return a == b or (math.isnan(a) and math.isnan(b))
     if isinstance(a, msgspec.Struct):
-        return type(a) is type(b) and values_equal(msgspec.structs.astuple(a),
-                                                   msgspec.structs.astuple(b))
+        return type(a) is type(b) and values_equal(
+            msgspec.structs.astuple(a), msgspec.structs.astuple(b)
+        )
     if isinstance(a, (list, tuple)):
-        return (type(a) is type(b) and len(a) == len(b)
-                and all(values_equal(x, y) for x, y in zip(a, b, strict=True)))
+        return (
+            type(a) is type(b)
+            and len(a) == len(b)
+            and all(values_equal(x, y) for x, y in zip(a, b, strict=True))
+        )
     if isinstance(a, dict):
-        return (isinstance(b, dict) and a.keys() == b.keys()
-                and all(values_equal(a[k], b[k]) for k in a))
+        return (
+            isinstance(b, dict)
+            and a.keys() == b.keys()
+            and all(values_equal(a[k], b[k]) for k in a)
+        )
     return type(a) is type(b) and bool(a == b)
 
 
@@ -283,8 +306,9 @@ def iter_cases(doc: Any, where: str = "") -> Iterator[tuple[str, dict[str, Any]]
                 yield from iter_cases(v, f"{where}.{k}" if where else k)
 
 
-def _check_case(name: str, case: dict[str, Any], named: Mapping[str, Any] | None
-                ) -> tuple[bool, str] | None:
+def _check_case(
+    name: str, case: dict[str, Any], named: Mapping[str, Any] | None
+) -> tuple[bool, str] | None:
     t = case["type"]
     newtype = False
     if isinstance(t, str) and t not in _SCALARS:
@@ -326,8 +350,9 @@ def _check_case(name: str, case: dict[str, Any], named: Mapping[str, Any] | None
     return True, ""
 
 
-def check_vector_files(paths: Iterable[str | Path], named_types: Mapping[str, Any] | None = None
-                       ) -> tuple[int, int, list[str]]:
+def check_vector_files(
+    paths: Iterable[str | Path], named_types: Mapping[str, Any] | None = None
+) -> tuple[int, int, list[str]]:
     """Run every encoding and validation case of the files: ``(passed, failed, failure lines)``.
 
     A case whose ``type`` is a name (``messages.json``, ``apps.json``) runs only if

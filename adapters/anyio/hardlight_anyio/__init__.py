@@ -1,3 +1,22 @@
-"""hardlight_anyio: HardLight bound to anyio (in progress: see the README's status table)."""
+"""hardlight_anyio: HardLight on anyio, so on both the asyncio and the trio backends.
 
-__all__: list[str] = []
+See ``docs/adapters.md``. Servers run inside ``async with Server(...) as server:`` (or
+``await server.serve_forever()``); clients connect and disconnect from one task or use
+``async with Client(...) as client:``.
+"""
+
+from hardlight_core import ConnectionRefused
+from hardlight_core._client_core import EventDelivered as Event
+
+from ._client import Client, client_class
+from ._server import EventEmitter, Server, TopicNotifier
+
+__all__ = [
+    "Client",
+    "ConnectionRefused",
+    "Event",
+    "EventEmitter",
+    "Server",
+    "TopicNotifier",
+    "client_class",
+]
