@@ -55,6 +55,10 @@ class ServerTLS:
     key_pem: bytes
     fingerprint: str = ""
 
+    def __post_init__(self) -> None:
+        if not self.fingerprint:
+            object.__setattr__(self, "fingerprint", _pem_fingerprint(self.cert_pem))
+
     @classmethod
     def from_files(cls, cert_file: str, key_file: str) -> ServerTLS:
         """Load a PEM certificate chain and its private key."""

@@ -253,7 +253,10 @@ class Client:
             if not data or any(isinstance(o, ClientClosed) for o in outcomes):
                 break
         self._state = core.state
-        self._stream = None
+        if self._stream is stream:
+            self._stream = None
+        with anyio.CancelScope(shield=True):
+            await anyio.aclose_forcefully(stream)
         self._fail_all(ClientNotConnected("connection lost"))
 
     async def _writer(self, core: ClientCore, stream: anyio.abc.ByteStream) -> None:

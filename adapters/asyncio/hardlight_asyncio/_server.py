@@ -128,50 +128,21 @@ class _Connection(asyncio.Protocol):
         self.transport = None
 
     def _spawn(self, call: HandlerCall) -> None:
-        # Run the handler's first step right here: most handlers finish without
-        # awaiting anything, and then the answer leaves in this same loop turn.
-        coroutine = call.coroutine
-        try:
-            yielded = coroutine.send(None)
-        except StopIteration as done:
-            self.session.complete(call, value=done.value)
-            return
-        except BaseException as exc:
-            self.session.complete(call, error=exc)
-            return
-        task = self.loop.create_task(self._resume(call, yielded))
+        # A real task, so handlers can use anything that needs one (anyio, timeouts,
+        # contextvars); the answer is flushed in the next loop turn with the others.
+        task = self.loop.create_task(self._run(call))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
-    async def _resume(self, call: HandlerCall, yielded: Any) -> None:
-        """Drive a handler that awaits, the way a Task would, from where it stopped."""
-        coroutine = call.coroutine
+    async def _run(self, call: HandlerCall) -> None:
         try:
-            while True:
-                if yielded is None:  # a bare yield (asyncio.sleep(0))
-                    await asyncio.sleep(0)
-                else:
-                    yielded._asyncio_future_blocking = False
-                    waiter = self.loop.create_future()
-                    yielded.add_done_callback(
-                        lambda _f, w=waiter: None if w.done() else w.set_result(None)
-                    )
-                    try:
-                        await waiter
-                    except asyncio.CancelledError:
-                        yielded.cancel()
-                        raise
-                try:
-                    yielded = coroutine.send(None)
-                except StopIteration as done:
-                    self.session.complete(call, value=done.value)
-                    return
-                except BaseException as exc:
-                    self.session.complete(call, error=exc)
-                    return
+            value = await call.coroutine
         except asyncio.CancelledError:
-            coroutine.close()
             raise
+        except BaseException as exc:
+            self.session.complete(call, error=exc)
+        else:
+            self.session.complete(call, value=value)
 
     def schedule_flush(self) -> None:
         """Coalesce: write everything queued during this loop turn in one write."""
@@ -193,6 +164,8 @@ class _Connection(asyncio.Protocol):
             transport.write(data)
         if self.session.finished:
             transport.close()
+            # TLS close waits for the peer's close_notify: do not wait forever
+            self.loop.call_later(self.session.connection.limits.close_timeout, transport.abort)
         else:
             self._rearm()
 
