@@ -329,6 +329,10 @@ class ServerConnection(_Connection):
         if not isinstance(event, h11.Request):
             self._refuse_now(400, "expected an HTTP upgrade request")
             return
+        head_size = len(event.target) + sum(len(k) + len(v) + 4 for k, v in event.headers)
+        if head_size > self.limits.max_handshake_size:
+            self._refuse_now(431, f"request head over {self.limits.max_handshake_size} bytes")
+            return
         problem = check_upgrade_request(event)
         if problem is not None:
             self._refuse_now(400, problem)
