@@ -81,6 +81,7 @@ class _Connection(asyncio.Protocol):
         self.timer: asyncio.TimerHandle | None = None
         self.flush_scheduled = False
         self.paused = False
+        self.close_timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -125,6 +126,8 @@ class _Connection(asyncio.Protocol):
             task.cancel()
         if self.timer is not None:
             self.timer.cancel()
+        if self.close_timer is not None:
+            self.close_timer.cancel()
         self.transport = None
 
     def _spawn(self, call: HandlerCall) -> None:
@@ -165,7 +168,10 @@ class _Connection(asyncio.Protocol):
         if self.session.finished:
             transport.close()
             # TLS close waits for the peer's close_notify: do not wait forever
-            self.loop.call_later(self.session.connection.limits.close_timeout, transport.abort)
+            if self.close_timer is None:
+                self.close_timer = self.loop.call_later(
+                    self.session.connection.limits.close_timeout, transport.abort
+                )
         else:
             self._rearm()
 
