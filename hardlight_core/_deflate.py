@@ -25,7 +25,11 @@ def deflate(data: bytes, level: int) -> bytes:
     """Compress ``data`` as a fresh raw DEFLATE stream at ``level`` (0-9)."""
     if not 0 <= level <= 9:
         raise ValueError(f"compression level must be 0..9, got {level}")
-    compressor = zlib.compressobj(level, zlib.DEFLATED, _WBITS_RAW)
+    # A window no larger than the message compresses it exactly as well, and a full
+    # 32 KiB window with its hash tables costs ~70 us to set up per message: more
+    # than the rest of an RPC. Any window is valid raw DEFLATE for every inflater.
+    wbits = min(15, max(9, len(data).bit_length()))
+    compressor = zlib.compressobj(level, zlib.DEFLATED, -wbits, max(1, wbits - 7))
     return compressor.compress(data) + compressor.flush()
 
 

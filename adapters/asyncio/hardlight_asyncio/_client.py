@@ -7,7 +7,7 @@ import contextlib
 import logging
 import socket
 from collections.abc import AsyncIterator
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from hardlight_core import (
     CallTimeout,
@@ -45,8 +45,8 @@ class _Protocol(asyncio.Protocol):
         self.timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports are not asyncio.Transport subclasses, but behave as one
+        self.transport = cast(asyncio.Transport, transport)
         sock = transport.get_extra_info("socket")
         if sock is not None:
             with contextlib.suppress(OSError):
@@ -222,7 +222,10 @@ class Client:
         loop = protocol.loop
         future: asyncio.Future[Any] = loop.create_future()
         self._pending[call_id] = future
-        protocol.schedule_flush()
+        if len(self._pending) == 1:
+            protocol.flush()  # a lone call leaves now; a burst is coalesced below
+        else:
+            protocol.schedule_flush()
         timeout = self.config.call_timeout if timeout is None else timeout
         timer = None
         if timeout is not None:

@@ -7,7 +7,7 @@ import contextlib
 import logging
 import socket
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, cast
 
 from hardlight_core import HardLightError, ServerConfig, Topic
 from hardlight_core._codec import encode
@@ -84,8 +84,8 @@ class _Connection(asyncio.Protocol):
         self.close_timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports are not asyncio.Transport subclasses, but behave as one
+        self.transport = cast(asyncio.Transport, transport)
         sock = transport.get_extra_info("socket")
         if sock is not None:
             with contextlib.suppress(OSError):
@@ -146,6 +146,8 @@ class _Connection(asyncio.Protocol):
             self.session.complete(call, error=exc)
         else:
             self.session.complete(call, value=value)
+        if len(self.tasks) <= 1:
+            self._flush()  # the last running call: answer now, not in the next loop turn
 
     def schedule_flush(self) -> None:
         """Coalesce: write everything queued during this loop turn in one write."""
