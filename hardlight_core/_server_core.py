@@ -80,6 +80,8 @@ class ServerCore:
         self.on_output: Callable[[ServerSession], None] = lambda session: None
         #: called with every TopicCreated / TopicRemoved
         self.on_topic: Callable[[TopicChange], None] = lambda change: None
+        #: called with every event emitted on this node (an event bus publishes it)
+        self.on_emit: Callable[[Topic, bytes], None] = lambda topic, payload: None
         self.events_emitted = 0
 
     def open_session(self) -> ServerSession:
@@ -97,8 +99,15 @@ class ServerCore:
         """Send an event (an rkyv archive) to every connection subscribed to ``topic``.
 
         The message is packed once per compression level in use, not once per
-        connection. Returns how many connections it was queued for.
+        connection. Returns how many local connections it was queued for; the
+        ``on_emit`` hook then hands it to an event bus for the other nodes.
         """
+        count = self.deliver(topic, payload)
+        self.on_emit(topic, payload)
+        return count
+
+    def deliver(self, topic: Topic, payload: bytes) -> int:
+        """Deliver an event to this node's subscribers only (events from a bus)."""
         subscribers = self.switch.subscribers(topic)
         if not subscribers:
             return 0

@@ -35,6 +35,9 @@ def add_parser(subparsers: Any) -> None:
         "--write-cert", metavar="FILE", help="write the (self-signed) certificate PEM here"
     )
     p.add_argument("--adapter", choices=ADAPTERS, default="asyncio")
+    p.add_argument(
+        "--bus", metavar="NATS_URL", help="share events with other servers through NATS (asyncio)"
+    )
 
 
 def handler_for(app: str) -> type[Any]:
@@ -83,7 +86,12 @@ async def _run_async(args: argparse.Namespace, config: ServerConfig, handler: An
         import hardlight_asyncio as adapter  # type: ignore[no-redef]
     if not hasattr(adapter, "Server"):
         raise SystemExit(f"the {args.adapter} adapter is not available in this build")
-    server = adapter.Server(config, handler)
+    if args.bus:
+        if args.adapter != "asyncio":
+            raise SystemExit("--bus is available with the asyncio adapter")
+        server = adapter.Server(config, handler, bus=adapter.NatsBus(args.bus))
+    else:
+        server = adapter.Server(config, handler)
     tasks = []
     if args.app == "counter":
         emitter = server.event_emitter(counter.CounterEvent)

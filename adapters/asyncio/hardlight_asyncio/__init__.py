@@ -7,13 +7,16 @@ from hardlight_core import ConnectionRefused
 from hardlight_core._client_core import EventDelivered as Event
 
 from ._client import Client, client_class
+from ._nats import BusUnavailable, NatsBus
 from ._server import EventEmitter, Server, TopicNotifier
 
 __all__ = [
+    "BusUnavailable",
     "Client",
     "ConnectionRefused",
     "Event",
     "EventEmitter",
+    "NatsBus",
     "Server",
     "TopicNotifier",
     "client_class",

@@ -207,9 +207,16 @@ class Server:
     """A HardLight server on asyncio: ``Server(config, HandlerClass)``."""
 
     def __init__(
-        self, config: ServerConfig, handler: type[Any], *, handler_factory: Any = None
+        self,
+        config: ServerConfig,
+        handler: type[Any],
+        *,
+        handler_factory: Any = None,
+        bus: Any = None,
     ) -> None:
         self.config = config
+        #: an event bus spanning several servers (``NatsBus``), or None for this node only
+        self.bus = bus
         self.core = ServerCore(
             handler,
             limits=config.limits,
@@ -270,6 +277,13 @@ class Server:
             backlog=self.config.backlog,
             reuse_address=True,
         )
+        if self.bus is not None:
+            try:
+                await self.bus.start(self.core)
+            except BaseException:
+                self._server.close()
+                self._server = None
+                raise
         log.info("hardlight server listening on %s:%d", *self.address)
 
     async def serve_forever(self) -> None:
@@ -302,6 +316,8 @@ class Server:
             conn._abort()
         await self._server.wait_closed()
         self._server = None
+        if self.bus is not None:
+            await self.bus.close()
         if self._notifier is not None:
             self._notifier._put(None)
         if self._stopped is not None:
@@ -322,5 +338,7 @@ class Server:
             conn.schedule_flush()
 
     def _on_topic(self, change: TopicCreated | TopicRemoved) -> None:
+        if self.bus is not None:
+            self.bus.topic_changed(change)
         if self._notifier is not None:
             self._notifier._put(change)
