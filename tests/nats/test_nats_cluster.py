@@ -127,10 +127,8 @@ async def _said(client: Client, text: str, timeout: float) -> int:
             if isinstance(value, chat.Said) and value.message.text == text:
                 seen += 1
 
-    try:
+    with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(count(), timeout)
-    except TimeoutError:
-        pass
     return seen
 
 
