@@ -87,7 +87,9 @@ async def _serve_websockets(port: int, cert: bytes, key: bytes) -> None:
         await asyncio.Future()
 
 
-def _start_server(kind: str, tmp: Path, tls: ServerTLS) -> tuple[subprocess.Popen[str], int]:
+def _start_server(
+    kind: str, tmp: Path, tls: ServerTLS, bus: str | None = None
+) -> tuple[subprocess.Popen[str], int]:
     cert = tmp / "cert.pem"
     key = tmp / "key.pem"
     cert.write_bytes(tls.cert_pem)
@@ -96,6 +98,8 @@ def _start_server(kind: str, tmp: Path, tls: ServerTLS) -> tuple[subprocess.Pope
         app = "chat" if kind == "hardlight-chat" else "counter"
         args = [sys.executable, "-m", "hardlight_conformance", "serve", "--app", app,
                 "--port", "0", "--cert", str(cert), "--key", str(key)]
+        if bus:
+            args += ["--bus", bus]
     else:
         args = [sys.executable, str(Path(__file__)), "--serve", kind, "--cert", str(cert),
                 "--key", str(key)]
@@ -345,6 +349,56 @@ async def fanout(port: int, tls: ServerTLS, subscribers: int, repeats: int) -> d
             await c.disconnect()
 
 
+async def cross_node(tmp: Path, tls: ServerTLS, repeats: int) -> dict[str, float] | None:
+    """Chat event from a client on node 1 to a client on node 2 through NATS."""
+    import shutil
+    import socket
+
+    from hardlight_asyncio import Client
+    from hardlight_conformance.apps import chat
+
+    binary = shutil.which("nats-server") or "/usr/sbin/nats-server"
+    if not os.path.exists(binary):
+        print("nats-server not installed: cross-node latency skipped")
+        return None
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    broker = subprocess.Popen([binary, "-a", "127.0.0.1", "-p", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    await asyncio.sleep(0.5)
+    url = f"nats://127.0.0.1:{port}"
+    nodes = [_start_server("hardlight-chat", tmp, tls, bus=url) for _ in range(2)]
+    try:
+        config = [ClientConfig(address=f"localhost:{p}", tls=ClientTLS(ca_pem=tls.cert_pem))
+                  for _proc, p in nodes]
+        sender, receiver = Client(chat.Chat, config[0]), Client(chat.Chat, config[1])
+        await sender.connect()
+        await receiver.connect()
+        await sender.join("x", "a")
+        await receiver.join("x", "b")
+        await asyncio.sleep(0.3)
+        events = receiver.subscribe()
+        times = []
+        for i in range(repeats):
+            t = time.perf_counter()
+            await sender.send_message(f"m{i}")
+            while True:
+                event = await asyncio.wait_for(events.__anext__(), 10)
+                if event.payload[:1] == b"\x02":
+                    break
+            times.append(time.perf_counter() - t)
+        await sender.disconnect()
+        await receiver.disconnect()
+        return {"p50_us": _pct(times, 0.5) * 1e6, "p99_us": _pct(times, 0.99) * 1e6}
+    finally:
+        for proc, _p in nodes:
+            proc.terminate()
+            proc.wait(10)
+        broker.terminate()
+        broker.wait(10)
+
+
 async def idle_memory(peer: Any, pid: int, conns: int) -> dict[str, float]:
     before = _rss_kib(pid)
     clients = [await peer.connect() for _ in range(conns)]
@@ -414,6 +468,13 @@ async def run_all(quick: bool) -> dict[str, Any]:
         finally:
             proc.terminate()
             proc.wait(10)
+        try:
+            import nats  # noqa: F401
+
+            results["cross_node_nats"] = await cross_node(tmp, tls, 100 if quick else 300)
+            print("cross-node", json.dumps(results["cross_node_nats"]), flush=True)
+        except ImportError:
+            print("nats-py not installed: cross-node latency skipped")
     return results
 
 
@@ -444,7 +505,7 @@ def table(results: dict[str, Any]) -> str:
         f"{'pipe calls/s':>12} {'100x10 calls/s':>14} {'100x10 p99 us':>13} {'KiB/conn':>8}"
     ]
     for name, row in results.items():
-        if name in ("fanout", "ratios", "machine"):
+        if name in ("fanout", "ratios", "machine", "cross_node_nats"):
             continue
         seq, pipe = row["sequential"], row["pipelined"]
         many = row.get("connections_100x10", {})
@@ -481,6 +542,7 @@ def main() -> int:
     }
     print(table(results))
     print("fan-out:", json.dumps(results.get("fanout")))
+    print("cross-node (NATS):", json.dumps(results.get("cross_node_nats")))
     print("ratios (HardLight asyncio level 6 / peer):", json.dumps(results["ratios"], indent=1))
     Path(args.out).write_text(json.dumps(results, indent=1))
     print(f"wrote {args.out}")
