@@ -17,7 +17,15 @@ from ._codec import decode
 from ._conn_state import StateMirror
 from ._connection import ClientConnection
 from ._envelope import Topic
-from ._errors import ClientDecodeError, ClientEncodeError, RpcError, RpcHandlerError
+from ._errors import (
+    ClientDecodeError,
+    ClientEncodeError,
+    ClientNotConnected,
+    ConnectionRefused,
+    HardLightError,
+    RpcError,
+    RpcHandlerError,
+)
 from ._events import (
     CallFailed,
     Connected,
@@ -85,6 +93,13 @@ class ClientClosed:
     reason: str
     error: Exception | None = None
     status_code: int | None = None
+
+    def exception(self) -> HardLightError:
+        """What a caller waiting on the connection should raise: ConnectionRefused for a
+        refused handshake, else ClientNotConnected."""
+        if self.status_code is not None:
+            return ConnectionRefused(self.status_code, self.reason)
+        return ClientNotConnected(f"connection closed ({self.code} {self.reason})".strip())
 
 
 ClientOutcome = CallOutcome | EventDelivered | StateUpdated | ClientOpened | ClientClosed

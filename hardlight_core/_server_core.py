@@ -25,7 +25,7 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
-from ._config import HandshakeInfo, Refuse
+from ._config import HandshakeInfo, Refuse, ServerConfig
 from ._conn_state import StateTracker
 from ._connection import ServerConnection
 from ._envelope import NewEvent, StateUpdate, Topic, pack
@@ -83,6 +83,20 @@ class ServerCore:
         #: called with every event emitted on this node (an event bus publishes it)
         self.on_emit: Callable[[Topic, bytes], None] = lambda topic, payload: None
         self.events_emitted = 0
+
+    @classmethod
+    def from_config(
+        cls, config: ServerConfig, handler_class: type[Any], handler_factory: Any = None
+    ) -> ServerCore:
+        """The engine for a server configured by ``config`` (what every adapter builds)."""
+        return cls(
+            handler_class,
+            limits=config.limits,
+            max_connections=config.max_connections,
+            allowed_origins=config.allowed_origins,
+            authenticate=config.authenticate,
+            handler_factory=handler_factory,
+        )
 
     def open_session(self) -> ServerSession:
         """A new connection (its handshake not yet read)."""

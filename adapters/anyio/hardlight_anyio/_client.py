@@ -22,7 +22,6 @@ from hardlight_core import (
     CallTimeout,
     ClientConfig,
     ClientNotConnected,
-    ConnectionRefused,
     HardLightError,
     RpcError,
 )
@@ -297,11 +296,7 @@ class Client:
                 if self._opened is not None:
                     self._opened.resolve()
             elif isinstance(outcome, ClientClosed):
-                error: Exception
-                if outcome.status_code is not None:
-                    error = ConnectionRefused(outcome.status_code, outcome.reason)
-                else:
-                    error = ClientNotConnected(f"connection closed ({outcome.code})")
+                error = outcome.exception()
                 if self._opened is not None:
                     self._opened.resolve(error=error)
                 self._fail_all(ClientNotConnected(str(error)))

@@ -13,7 +13,6 @@ from hardlight_core import (
     CallTimeout,
     ClientConfig,
     ClientNotConnected,
-    ConnectionRefused,
     HardLightError,
     RpcError,
 )
@@ -285,13 +284,7 @@ class Client:
                 if self._opened is not None and not self._opened.done():
                     self._opened.set_result(None)
             elif isinstance(outcome, ClientClosed):
-                error: Exception
-                if outcome.status_code is not None:
-                    error = ConnectionRefused(outcome.status_code, outcome.reason)
-                else:
-                    error = ClientNotConnected(
-                        f"connection closed ({outcome.code} {outcome.reason})".strip()
-                    )
+                error = outcome.exception()
                 if self._opened is not None and not self._opened.done():
                     self._opened.set_exception(error)
                 self._fail_all(ClientNotConnected(str(error)))

@@ -217,14 +217,7 @@ class Server:
         self.config = config
         #: an event bus spanning several servers (``NatsBus``), or None for this node only
         self.bus = bus
-        self.core = ServerCore(
-            handler,
-            limits=config.limits,
-            max_connections=config.max_connections,
-            allowed_origins=config.allowed_origins,
-            authenticate=config.authenticate,
-            handler_factory=handler_factory,
-        )
+        self.core = ServerCore.from_config(config, handler, handler_factory)
         self.core.on_output = self._on_output
         self.core.on_topic = self._on_topic
         self._notifier: TopicNotifier | None = None
