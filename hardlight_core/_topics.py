@@ -14,7 +14,7 @@ from typing import Generic, Protocol, TypeVar
 
 from ._envelope import Topic
 
-__all__ = ["EventBus", "EventSwitch", "TopicCreated", "TopicRemoved"]
+__all__ = ["EventBus", "EventSwitch", "LocalBus", "TopicCreated", "TopicRemoved"]
 
 K = TypeVar("K", bound=Hashable)
 
@@ -34,22 +34,30 @@ class TopicRemoved:
 
 
 class EventBus(Protocol):
-    """Where a node's events go beyond its own connections (pure interface).
+    """Where a node's events go beyond its own connections (the pure interface).
 
-    A node tells the bus which topics it is interested in (``interest_added`` /
-    ``interest_removed``, driven by the switch's Created/Removed) and hands it
-    every emitted event (``publish``); the bus delivers events published anywhere
-    for an interesting topic back through the node's local switch.
+    The server engine tells the bus which topics this node is interested in
+    (``topic_changed`` with the switch's Created/Removed) and hands it every event
+    emitted here (``publish``); the bus delivers events published by other nodes
+    through ``ServerCore.deliver``. :class:`LocalBus` (the default) keeps events on
+    this node; ``hardlight_asyncio.NatsBus`` spans servers.
     """
 
-    def interest_added(self, topic: Topic) -> None:
-        """This node now has a subscriber for ``topic``."""
-
-    def interest_removed(self, topic: Topic) -> None:
-        """This node no longer has a subscriber for ``topic``."""
+    def topic_changed(self, change: TopicCreated | TopicRemoved) -> None:
+        """This node gained its first or lost its last subscriber of a topic."""
 
     def publish(self, topic: Topic, payload: bytes) -> None:
-        """An event emitted on this node."""
+        """An event was emitted on this node (already delivered to its subscribers)."""
+
+
+class LocalBus:
+    """The default bus: events stay on this node (its event switch delivers them)."""
+
+    def topic_changed(self, change: TopicCreated | TopicRemoved) -> None:
+        """Nothing to follow beyond this node."""
+
+    def publish(self, topic: Topic, payload: bytes) -> None:
+        """Nothing to forward beyond this node."""
 
 
 class EventSwitch(Generic[K]):

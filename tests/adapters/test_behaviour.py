@@ -181,3 +181,73 @@ def test_ca_issued_certificate(pair: tuple[str, str]) -> None:
                 await client.disconnect()
 
         assert _run(go()) == 42
+
+
+@pytest.mark.parametrize("client_adapter", ADAPTERS)
+def test_reconnect_with_backoff_after_the_server_comes_back(client_adapter: str) -> None:
+    import socket
+
+    from hardlight_core import ReconnectPolicy
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    tls = ServerTLS.self_signed("localhost", "127.0.0.1")
+    config = ServerConfig(host="127.0.0.1", port=port, tls=tls)
+    first = RunningServer("asyncio", config, ProbeHandler)
+    client_config = ClientConfig(
+        f"localhost:{port}",
+        tls=ClientTLS.pinned(tls.fingerprint),
+        call_timeout=2.0,
+        reconnect=ReconnectPolicy(initial_delay=0.05, max_delay=0.2, max_attempts=100),
+    )
+    client = LiveClient(client_adapter, Probe, client_config)
+
+    async def go() -> None:
+        await client.connect()
+        assert await client.call("echo", 1) == 1
+        await asyncio.to_thread(first.stop, 0.5)
+        second = await asyncio.to_thread(RunningServer, "asyncio", config, ProbeHandler)
+        try:
+            deadline = time.monotonic() + WAIT
+            while True:
+                try:
+                    assert await client.call("echo", 2, timeout=1.0) == 2
+                    break
+                except (ClientNotConnected, HardLightError):
+                    assert time.monotonic() < deadline, "the client never reconnected"
+                    await asyncio.sleep(0.05)
+            await client.disconnect()
+        finally:
+            await asyncio.to_thread(second.stop, 0.5)
+
+    _run(go())
+
+
+def test_no_thread_or_task_is_left_behind() -> None:
+    before = {t.name for t in threading.enumerate()}
+    for server_adapter in ADAPTERS:
+        with running(server_adapter, ServerConfig.self_signed("localhost:0"), ProbeHandler) as s:
+            for client_adapter in ADAPTERS:
+                client = _client(s, client_adapter)
+
+                async def go(c: LiveClient = client) -> None:
+                    await c.connect()
+                    assert await c.call("echo", 3) == 3
+                    await c.disconnect()
+                    await asyncio.sleep(0.05)
+                    leftover = [
+                        t for t in asyncio.all_tasks() if t is not asyncio.current_task()
+                    ]
+                    assert not [t for t in leftover if "hardlight" in repr(t.get_coro())]
+
+                _run(go())
+            _eventually(lambda s=s: s.connection_count == 0, "connections left")
+            _eventually(lambda s=s: s.topics == 0, "subscriptions left")
+    _eventually(
+        lambda: not [
+            t.name for t in threading.enumerate()
+            if t.name.startswith("hardlight") and t.name not in before
+        ],
+        "hardlight threads left behind",
+    )

@@ -55,3 +55,15 @@ def test_created_and_removed_are_balanced(operations: list[tuple[str, int, int]]
     for conn in range(4):
         switch.unsubscribe_all(conn)
     assert not switch.topics
+
+
+def test_buses_follow_the_interface() -> None:
+    from hardlight_asyncio import NatsBus
+    from hardlight_core._topics import EventBus, LocalBus
+
+    def accepts(bus: EventBus) -> EventBus:
+        return bus
+
+    for bus in (LocalBus(), NatsBus("nats://127.0.0.1:1")):
+        accepts(bus)
+        assert callable(bus.topic_changed) and callable(bus.publish)

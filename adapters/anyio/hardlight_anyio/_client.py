@@ -78,6 +78,7 @@ class Client:
         ](EVENT_QUEUE_SIZE)
         self.events_dropped = 0
         self._state: Any = None
+        self._closing = False
         for method in self.spec.methods:
             if not hasattr(type(self), method.name):
                 setattr(self, method.name, self._make_method(method.name))
@@ -100,6 +101,7 @@ class Client:
 
     async def connect(self) -> None:
         """Open the connection (TLS, upgrade); raises on refusal or a certificate problem."""
+        self._closing = False
         host, port = self.config.host_port
         core = ClientCore(
             self.service,
@@ -165,6 +167,7 @@ class Client:
 
     async def disconnect(self) -> None:
         """Close the connection (close handshake, bounded wait)."""
+        self._closing = True
         core = self._core
         if core is not None and self._wake is not None:
             with contextlib.suppress(HardLightError):
@@ -257,6 +260,26 @@ class Client:
         with anyio.CancelScope(shield=True):
             await anyio.aclose_forcefully(stream)
         self._fail_all(ClientNotConnected("connection lost"))
+        if self.config.reconnect is not None and not self._closing:
+            _spawn_detached(self._reconnect)
+
+    async def _reconnect(self) -> None:
+        """Reconnect with the configured backoff (pending calls were already failed)."""
+        policy = self.config.reconnect
+        assert policy is not None
+        await self._close_tasks()
+        for delay in policy.delays():
+            await anyio.sleep(delay)
+            if self._closing:
+                return
+            try:
+                await self.connect()
+            except (OSError, HardLightError, TimeoutError) as exc:
+                log.info("reconnect failed: %s", exc)
+                continue
+            log.info("reconnected")
+            return
+        log.warning("giving up reconnecting")
 
     async def _writer(self, core: ClientCore, stream: anyio.abc.ByteStream) -> None:
         while True:

@@ -35,7 +35,7 @@ MAX_PENDING_PUBLISHES = 10_000
 
 
 class NatsBus:
-    """Connects a server's topics to NATS subjects."""
+    """Connects a server's topics to NATS subjects (an ``EventBus``)."""
 
     def __init__(
         self,
@@ -91,7 +91,7 @@ class NatsBus:
         self._nc.options["allow_reconnect"] = True
         self._nc.options["max_reconnect_attempts"] = -1
         self._nc.options["reconnect_time_wait"] = self.reconnect_wait
-        core.on_emit = self._publish
+        core.on_emit = self.publish
         for topic in core.switch.topics:
             self._spawn(self._subscribe(topic))
 
@@ -127,7 +127,8 @@ class NatsBus:
             except Exception as exc:
                 log.debug("NATS unsubscribe failed: %s", exc)
 
-    def _publish(self, topic: Topic, payload: bytes) -> None:
+    def publish(self, topic: Topic, payload: bytes) -> None:
+        """Send an event emitted on this node to the other nodes (EventBus)."""
         if self._nc is None:
             return
         if len(self._tasks) >= MAX_PENDING_PUBLISHES:
