@@ -115,6 +115,7 @@ _RESPONSE_ERR = struct.Struct("<BBxxBB18x")
 _NEW_EVENT = struct.Struct("<BxxxiI?xxxiI")
 _STATE_CHANGE = struct.Struct("<BxxxiI12x")
 _UPDATE = struct.Struct("<iII")
+_NEW_EVENT_READ = struct.Struct("<BxxxiIBxxxiI")
 _I32_U32 = struct.Struct("<iI")
 _SERVER_ROOT_SIZE = 24
 _CLIENT_ROOT_SIZE = 12
@@ -162,9 +163,7 @@ def encode_server_message(message: ServerMessage) -> bytes:
         end = n1 + n2
         pad = _PAD[end & 3]
         root = end + len(pad)
-        head = _NEW_EVENT.pack(
-            1, -(root + 4), n1, message.topic.is_string, n1 - (root + 16), n2
-        )
+        head = _NEW_EVENT.pack(1, -(root + 4), n1, message.topic.is_string, n1 - (root + 16), n2)
         return b"".join((inner, payload, pad, head))
     if type(message) is StateChange:
         updates = message.updates
@@ -190,26 +189,11 @@ def encode_server_message(message: ServerMessage) -> bytes:
     raise EncodeError(f"not a ServerMessage: {message!r}")
 
 
-class _Claims:
-    """rkyv's subtree claims: out-of-line data lies before its owner, siblings in order."""
-
-    __slots__ = ("buf", "start")
-
-    def __init__(self, buf: bytes) -> None:
-        self.buf = buf
-        self.start = 0
-
-    def bytes_at(self, field_pos: int, limit: int, what: str) -> bytes:
-        """Read the ``Vec<u8>`` whose (offset, len) field is at ``field_pos``."""
-        offset, length = _I32_U32.unpack_from(self.buf, field_pos)
-        target = field_pos + offset
-        if target < self.start or target + length > limit:
-            raise DecodeError(
-                f"{what}: {length} bytes at {target} lie outside the free range "
-                f"[{self.start}, {limit}) (pointer at {field_pos})"
-            )
-        self.start = target + length
-        return self.buf[target : target + length]
+def _out_of_range(what: str, length: int, target: int, start: int, limit: int, at: int) -> None:
+    raise DecodeError(
+        f"{what}: {length} bytes at {target} lie outside the free range "
+        f"[{start}, {limit}) (pointer at {at})"
+    )
 
 
 def _root(data: bytes, size: int, what: str) -> int:
@@ -261,28 +245,43 @@ def decode_server_message(data: bytes) -> ServerMessage:
                 raise DecodeError(f"RpcHandlerError: unknown variant tag {code} at {root + 5}")
             return RPCResponse(data[root + 1], Err(_HANDLER_ERRORS[code]))
         raise DecodeError(f"Result: invalid tag {result_tag} at {root + 4}")
-    claims = _Claims(data)
     if tag == 1:
-        flag = data[root + 12]
+        _tag, inner_off, inner_len, flag, payload_off, payload_len = _NEW_EVENT_READ.unpack_from(
+            data, root
+        )
         if flag > 1:
             raise DecodeError(f"Topic.is_string: invalid bool byte {flag} at {root + 12}")
-        inner = claims.bytes_at(root + 4, root, "Topic.inner")
-        payload = claims.bytes_at(root + 16, root, "NewEvent.payload")
-        return NewEvent(Topic(inner, flag == 1), payload)
+        inner_at = root + 4 + inner_off
+        payload_at = root + 16 + payload_off
+        # rkyv's claims: each out-of-line range lies before the root, in write order
+        if inner_at < 0 or inner_at + inner_len > root:
+            _out_of_range("Topic.inner", inner_len, inner_at, 0, root, root + 4)
+        if payload_at < inner_at + inner_len or payload_at + payload_len > root:
+            _out_of_range(
+                "NewEvent.payload", payload_len, payload_at, inner_at + inner_len, root, root + 16
+            )
+        return NewEvent(
+            Topic(data[inner_at : inner_at + inner_len], flag == 1),
+            data[payload_at : payload_at + payload_len],
+        )
     if tag == 2:
         offset, count = _I32_U32.unpack_from(data, root + 4)
         array = root + 4 + offset
         end = array + 12 * count
         if array < 0 or end > root:
-            raise DecodeError(
-                f"StateChange: {count} updates at {array} lie outside [0, {root})"
-            )
+            raise DecodeError(f"StateChange: {count} updates at {array} lie outside [0, {root})")
         if array & 3:
             raise DecodeError(f"StateChange: update array at {array} is not 4-byte aligned")
         updates = []
-        for at in range(array, end, 12):
-            update_data = claims.bytes_at(at, array, "StateUpdate.data")
-            updates.append(StateUpdate(_UPDATE.unpack_from(data, at)[2], update_data))
+        start = 0
+        at = array
+        for data_off, length, index in _UPDATE.iter_unpack(data[array:end]):
+            target = at + data_off
+            if target < start or target + length > array:
+                _out_of_range("StateUpdate.data", length, target, start, array, at)
+            start = target + length
+            updates.append(StateUpdate(index, data[target:start]))
+            at += 12
         return StateChange(updates)
     raise DecodeError(f"ServerMessage: unknown variant tag {tag} at {root}")
 
@@ -294,15 +293,11 @@ def pack(message: RPCRequest | ServerMessage, level: int) -> bytes:
     return deflate(encode_server_message(message), level)
 
 
-def unpack_client_message(
-    data: bytes, max_size: int = DEFAULT_MAX_INFLATED_SIZE
-) -> RPCRequest:
+def unpack_client_message(data: bytes, max_size: int = DEFAULT_MAX_INFLATED_SIZE) -> RPCRequest:
     """Inflate (bounded by ``max_size``) and decode a client's message."""
     return decode_client_message(inflate(data, max_size))
 
 
-def unpack_server_message(
-    data: bytes, max_size: int = DEFAULT_MAX_INFLATED_SIZE
-) -> ServerMessage:
+def unpack_server_message(data: bytes, max_size: int = DEFAULT_MAX_INFLATED_SIZE) -> ServerMessage:
     """Inflate (bounded by ``max_size``) and decode a server's message."""
     return decode_server_message(inflate(data, max_size))
