@@ -36,7 +36,7 @@ def add_parser(subparsers: Any) -> None:
     )
     p.add_argument("--adapter", choices=ADAPTERS, default="asyncio")
     p.add_argument(
-        "--bus", metavar="NATS_URL", help="share events with other servers through NATS (asyncio)"
+        "--bus", metavar="NATS_URL", help="share events with other servers through NATS"
     )
 
 
@@ -87,9 +87,9 @@ async def _run_async(args: argparse.Namespace, config: ServerConfig, handler: An
     if not hasattr(adapter, "Server"):
         raise SystemExit(f"the {args.adapter} adapter is not available in this build")
     if args.bus:
-        if args.adapter != "asyncio":
-            raise SystemExit("--bus is available with the asyncio adapter")
-        server = adapter.Server(config, handler, bus=adapter.NatsBus(args.bus))
+        from hardlight_asyncio import NatsBus
+
+        server = adapter.Server(config, handler, bus=NatsBus(args.bus))
     else:
         server = adapter.Server(config, handler)
     tasks = []
@@ -129,7 +129,12 @@ def _run_threads(args: argparse.Namespace, config: ServerConfig, handler: Any) -
 
     if not hasattr(hardlight_threads, "Server"):
         raise SystemExit("the threads adapter is not available in this build")
-    server = hardlight_threads.Server(config, handler)
+    if args.bus:
+        from hardlight_asyncio import NatsBus
+
+        server = hardlight_threads.Server(config, handler, bus=NatsBus(args.bus))
+    else:
+        server = hardlight_threads.Server(config, handler)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())

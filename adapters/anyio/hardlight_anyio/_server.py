@@ -16,6 +16,7 @@ from typing import Any
 
 import anyio
 import anyio.abc
+import sniffio
 from anyio.streams.tls import TLSListener
 
 from hardlight_core import HardLightError, ServerConfig, Topic
@@ -184,9 +185,16 @@ class Server:
     """A HardLight server on anyio: ``async with Server(config, HandlerClass) as server:``."""
 
     def __init__(
-        self, config: ServerConfig, handler: type[Any], *, handler_factory: Any = None
+        self,
+        config: ServerConfig,
+        handler: type[Any],
+        *,
+        handler_factory: Any = None,
+        bus: Any = None,
     ) -> None:
         self.config = config
+        #: an event bus spanning servers (``hardlight_asyncio.NatsBus``: asyncio backend only)
+        self.bus = bus
         self.core = ServerCore.from_config(config, handler, handler_factory)
         self.core.on_output = self._on_output
         self.core.on_topic = self._on_topic
@@ -242,6 +250,10 @@ class Server:
             )
         else:
             self._listener = listener
+        if self.bus is not None:
+            if sniffio.current_async_library() != "asyncio":
+                raise HardLightError("NatsBus runs on the asyncio backend of anyio only")
+            await self.bus.start(self.core)
         await self._tg.start(self._accept)
         log.info("hardlight server listening on %s:%d", *self._address)
         return self
@@ -291,6 +303,8 @@ class Server:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
+        if self.bus is not None:
+            await self.bus.close()
         if self._tg is not None:
             self._tg.cancel_scope.cancel()
             tg, self._tg = self._tg, None
@@ -302,5 +316,7 @@ class Server:
             conn.flush_soon()
 
     def _on_topic(self, change: TopicCreated | TopicRemoved) -> None:
+        if self.bus is not None:
+            self.bus.topic_changed(change)
         if self._notifier is not None:
             self._notifier._put(change)

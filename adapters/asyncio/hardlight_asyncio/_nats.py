@@ -54,15 +54,32 @@ class NatsBus:
         self._core: ServerCore | None = None
         self._subscriptions: dict[Topic, Any] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._lock: Any = None
+        self._after_deliver: Any = None
         self.published = 0
         self.received = 0
         self.dropped = 0
 
-    async def start(self, core: ServerCore) -> None:
-        """Connect (BusUnavailable if NATS cannot be reached) and hook into the core."""
+    async def start(
+        self,
+        core: ServerCore,
+        *,
+        lock: Any = None,
+        after_deliver: Any = None,
+    ) -> None:
+        """Connect (BusUnavailable if NATS cannot be reached) and hook into the core.
+
+        Runs on an asyncio loop (the threads server lends its handler loop, passing the
+        ``lock`` that guards its core and an ``after_deliver`` callback that wakes the
+        connections an event from another node was queued for).
+        """
         import nats
 
         self._core = core
+        self._loop = asyncio.get_running_loop()
+        self._lock = lock
+        self._after_deliver = after_deliver
 
         async def disconnected() -> None:
             log.warning("NATS connection lost; local delivery continues, reconnecting")
@@ -151,9 +168,26 @@ class NatsBus:
         except ValueError:
             return
         self.received += 1
-        self._core.deliver(topic, bytes(msg.data))
+        if self._lock is not None:
+            with self._lock:
+                self._core.deliver(topic, bytes(msg.data))
+        else:
+            self._core.deliver(topic, bytes(msg.data))
+        if self._after_deliver is not None:
+            self._after_deliver()
 
     def _spawn(self, coro: Any) -> None:
+        loop = self._loop
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if loop is None or running is loop:
+            self._create_task(coro)
+        else:  # called from another thread (the threads server's connections)
+            loop.call_soon_threadsafe(self._create_task, coro)
+
+    def _create_task(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(self._guard(coro))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)

@@ -207,9 +207,16 @@ class Server:
     """A HardLight server on threads: ``Server(config, HandlerClass)``."""
 
     def __init__(
-        self, config: ServerConfig, handler: type[Any], *, handler_factory: Any = None
+        self,
+        config: ServerConfig,
+        handler: type[Any],
+        *,
+        handler_factory: Any = None,
+        bus: Any = None,
     ) -> None:
         self.config = config
+        #: an event bus spanning servers (``hardlight_asyncio.NatsBus`` runs on the handler loop)
+        self.bus = bus
         self.core = ServerCore.from_config(config, handler, handler_factory)
         self._lock = threading.RLock()
         self._dirty: set[ServerSession] = set()
@@ -269,6 +276,21 @@ class Server:
         )
         self._threads = [loop_thread, accept_thread]
         loop_thread.start()
+        if self.bus is not None:
+            try:
+                asyncio.run_coroutine_threadsafe(
+                    self.bus.start(
+                        self.core, lock=self._lock, after_deliver=lambda: self._flush_dirty(None)
+                    ),
+                    self._handler_loop,
+                ).result(30)
+            except BaseException:
+                self._handler_loop.call_soon_threadsafe(self._handler_loop.stop)
+                loop_thread.join(5)
+                listener.close()
+                self._listener = None
+                self._handler_loop = asyncio.new_event_loop()
+                raise
         accept_thread.start()
         log.info("hardlight server listening on %s:%d", *self.address)
 
@@ -320,6 +342,9 @@ class Server:
                 conn.pump.stop()
         for conn in list(self._connections):
             conn.thread.join(2.0)
+        if self.bus is not None:
+            with contextlib.suppress(Exception):
+                asyncio.run_coroutine_threadsafe(self.bus.close(), self._handler_loop).result(5)
         self._handler_loop.call_soon_threadsafe(self._handler_loop.stop)
         for thread in self._threads:
             thread.join(5.0)
@@ -347,5 +372,7 @@ class Server:
                 conn.flush()
 
     def _on_topic(self, change: TopicCreated | TopicRemoved) -> None:
+        if self.bus is not None:
+            self.bus.topic_changed(change)
         if self._notifier is not None:
             self._notifier._put(change)
