@@ -1,0 +1,108 @@
+"""The server engine: handshake policy, call outcomes, state before response, fan-out."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from hl_pair import KEY
+
+from hardlight_conformance.apps.counter import Counter, CounterEvent, CounterHandler, Incremented
+from hardlight_core import HandshakeInfo, Refuse, Topic
+from hardlight_core._client_core import CallOutcome, ClientCore, StateUpdated
+from hardlight_core._codec import encode
+from hardlight_core._server_core import ServerCore, ServerSession
+from hardlight_core._topics import TopicCreated, TopicRemoved
+
+
+def _connect(core: ServerCore, origin: str | None = None) -> tuple[ClientCore, ServerSession]:
+    client = ClientCore(Counter, "localhost", random_bytes=lambda n: KEY)
+    session = core.open_session()
+    request = client.data_to_send()
+    if origin is not None:
+        request = request.replace(b"\r\n\r\n", f"\r\nOrigin: {origin}\r\n\r\n".encode())
+    session.receive_data(request, 0.0)
+    client.receive_data(session.data_to_send(), 0.0)
+    return client, session
+
+
+def _call(client: ClientCore, session: ServerSession, method: str, *args: Any) -> list[Any]:
+    client.start_call(method, args)
+    for call in session.receive_data(client.data_to_send(), 0.0):
+        try:
+            call.coroutine.send(None)
+        except StopIteration as done:
+            session.complete(call, value=done.value)
+        except Exception as exc:
+            session.complete(call, error=exc)
+    return client.receive_data(session.data_to_send(), 0.0)
+
+
+def test_state_change_arrives_before_the_response() -> None:
+    core = ServerCore(CounterHandler)
+    client, session = _connect(core)
+    outcomes = _call(client, session, "increment", 5)
+    assert [type(o) for o in outcomes] == [StateUpdated, CallOutcome]
+    assert client.state.counter == 5
+    assert [type(o) for o in _call(client, session, "increment", 0)] == [CallOutcome]
+
+
+def test_handler_failures_and_undecodable_calls() -> None:
+    core = ServerCore(CounterHandler)
+    client, session = _connect(core)
+    client.connection.start_call(b"\x09" + b"\0" * 7)  # unknown tag
+    client._methods[0] = "get"
+    session.receive_data(client.data_to_send(), 0.0)
+    (outcome,) = client.receive_data(session.data_to_send(), 0.0)
+    assert type(outcome.error).__name__ == "ServerDecodeError"
+
+
+def test_max_connections_origin_and_authentication() -> None:
+    core = ServerCore(CounterHandler, max_connections=1)
+    _connect(core)
+    client, _ = _connect(core)
+    assert client.connection.state.value == "closed"  # 503, refused
+
+    core = ServerCore(CounterHandler, allowed_origins=frozenset({"https://ok.example"}))
+    assert _connect(core, "https://ok.example")[0].connection.state.value == "open"
+    assert _connect(core, "https://evil.example")[0].connection.state.value == "closed"
+
+    seen: list[HandshakeInfo] = []
+
+    def authenticate(info: HandshakeInfo) -> str:
+        seen.append(info)
+        if info.header("x-hl-compress") != "6":
+            raise Refuse("level 6 only", 403)
+        return "user-1"
+
+    core = ServerCore(CounterHandler, authenticate=authenticate)
+    client, session = _connect(core)
+    assert session.handler.auth == "user-1" and seen[0].path == "/"
+
+
+def test_emit_packs_once_per_level_and_reaches_only_subscribers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import hardlight_core._server_core as engine
+
+    core = ServerCore(CounterHandler)
+    changes: list[Any] = []
+    core.on_topic = changes.append
+    pairs = [_connect(core) for _ in range(5)]
+    for client, session in pairs[:4]:
+        _call(client, session, "new_counter")
+    topics = {s.handler.state.topic for _c, s in pairs[:4]}
+    calls = []
+    original = engine.pack
+    monkeypatch.setattr(engine, "pack", lambda m, lv: calls.append(lv) or original(m, lv))
+    topic = next(iter(topics))
+    subscribed = [s for _c, s in pairs if s.handler.state.topic == topic]
+    delivered = core.emit(topic, encode(Incremented(to=1, from_=0), CounterEvent))
+    assert delivered == len(subscribed)
+    assert calls == [6]  # one compression level in use: packed once
+    assert any(isinstance(c, TopicCreated) for c in changes)
+    for _client, session in pairs:
+        session.connection_lost()
+    assert any(isinstance(c, TopicRemoved) for c in changes)
+    assert not core.switch.topics
+    assert core.emit(Topic.from_str("nobody"), b"") == 0
