@@ -88,6 +88,14 @@ class ServiceSpec:
         self.call_type: Any = variants[0] if len(variants) == 1 else typing.Union[variants]  # noqa: UP007
         self.call_codec = codec_for(self.call_type)
         self.state_type: Any = getattr(service, "State", None)
+        # calls without arguments archive to constant bytes: encode and recognise them once
+        self._constant_calls: dict[str, bytes] = {}
+        self._by_constant: dict[bytes, MethodSpec] = {}
+        for m in methods:
+            if not m.arg_names:
+                archived = self.call_codec.encode(m.variant())
+                self._constant_calls[m.name] = archived
+                self._by_constant[archived] = m
 
     @classmethod
     def of(cls, service_or_handler: type[Any]) -> ServiceSpec:
@@ -107,6 +115,10 @@ class ServiceSpec:
 
     def encode_call(self, name: str, *args: Any) -> bytes:
         """Client side: the archived ``RpcCall`` for ``name(*args)``."""
+        if not args:
+            constant = self._constant_calls.get(name)
+            if constant is not None:
+                return constant
         method = self.method(name)
         if len(args) != len(method.arg_names):
             raise EncodeError(
@@ -116,6 +128,9 @@ class ServiceSpec:
 
     def decode_call(self, internal: bytes) -> tuple[MethodSpec, tuple[Any, ...]]:
         """Server side: which method, with which arguments (DecodeError if not a call)."""
+        constant = self._by_constant.get(internal)
+        if constant is not None:
+            return constant, ()
         value = self.call_codec.decode(internal)
         method = self._by_variant[type(value)]
         return method, tuple(getattr(value, a) for a in method.arg_names)

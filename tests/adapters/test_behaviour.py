@@ -251,3 +251,23 @@ def test_no_thread_or_task_is_left_behind() -> None:
         ],
         "hardlight threads left behind",
     )
+
+
+def test_a_short_timeout_is_not_held_up_by_a_longer_one() -> None:
+    with running("asyncio", ServerConfig.self_signed("localhost:0"), ProbeHandler) as server:
+
+        async def go() -> None:
+            client = _client(server, "asyncio")
+            await client.connect()
+            try:
+                slow = asyncio.ensure_future(client.call("wait", 3000, timeout=5.0))
+                await asyncio.sleep(0.05)
+                started = time.monotonic()
+                with pytest.raises(CallTimeout):
+                    await client.call("wait", 3000, timeout=0.2)
+                assert time.monotonic() - started < 1.5
+                slow.cancel()
+            finally:
+                await client.disconnect()
+
+        _run(go())

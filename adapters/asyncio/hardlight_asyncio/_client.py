@@ -121,6 +121,8 @@ class Client:
         self._state: Any = None
         self._closing = False
         self._reconnect_task: asyncio.Task[None] | None = None
+        self._deadlines: dict[int, tuple[float, asyncio.Future[Any], str, float]] = {}
+        self._sweeper: asyncio.TimerHandle | None = None
         for method in self.spec.methods:
             if not hasattr(type(self), method.name):
                 setattr(self, method.name, self._make_method(method.name))
@@ -226,9 +228,14 @@ class Client:
         else:
             protocol.schedule_flush()
         timeout = self.config.call_timeout if timeout is None else timeout
-        timer = None
         if timeout is not None:
-            timer = loop.call_later(timeout, self._expire, call_id, future, method, timeout)
+            deadline = loop.time() + timeout
+            self._deadlines[call_id] = (deadline, future, method, timeout)
+            sweeper = self._sweeper
+            if sweeper is None or sweeper.when() > deadline:
+                if sweeper is not None:
+                    sweeper.cancel()
+                self._sweeper = loop.call_at(deadline, self._sweep)
         try:
             return await future
         except asyncio.CancelledError:
@@ -236,19 +243,30 @@ class Client:
                 core.abandon_call(call_id)
             raise
         finally:
-            if timer is not None:
-                timer.cancel()
+            entry = self._deadlines.get(call_id)
+            if entry is not None and entry[1] is future:
+                del self._deadlines[call_id]
 
-    def _expire(
-        self, call_id: int, future: asyncio.Future[Any], method: str, timeout: float
-    ) -> None:
-        if future.done():
-            return
-        if self._pending.get(call_id) is future:
-            del self._pending[call_id]
-            if self._core is not None:
-                self._core.abandon_call(call_id)
-        future.set_exception(CallTimeout(f"{method}: no answer within {timeout} s"))
+    def _sweep(self) -> None:
+        """One timer for every call's timeout (a timer per call costs more than the call)."""
+        self._sweeper = None
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        earliest: float | None = None
+        for call_id, (deadline, future, method, timeout) in list(self._deadlines.items()):
+            if future.done():
+                del self._deadlines[call_id]
+            elif deadline <= now:
+                del self._deadlines[call_id]
+                if self._pending.get(call_id) is future:
+                    del self._pending[call_id]
+                    if self._core is not None:
+                        self._core.abandon_call(call_id)
+                future.set_exception(CallTimeout(f"{method}: no answer within {timeout} s"))
+            elif earliest is None or deadline < earliest:
+                earliest = deadline
+        if earliest is not None:
+            self._sweeper = loop.call_at(earliest, self._sweep)
 
     def state(self) -> Any:
         """The mirror of this connection's server-side state."""
