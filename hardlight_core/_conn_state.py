@@ -9,6 +9,7 @@ client keeps a :class:`StateMirror` and applies updates by index.
 
 from __future__ import annotations
 
+import enum
 import logging
 import typing
 from typing import Any, Generic, TypeVar
@@ -16,7 +17,7 @@ from typing import Any, Generic, TypeVar
 import msgspec
 
 from ._codec import Codec, codec_for
-from ._envelope import StateUpdate
+from ._envelope import StateUpdate, Topic
 from ._errors import DecodeError
 
 __all__ = ["StateMirror", "StateTracker", "state_fields"]
@@ -24,6 +25,7 @@ __all__ = ["StateMirror", "StateTracker", "state_fields"]
 log = logging.getLogger("hardlight")
 
 S = TypeVar("S")
+_UNSET: Any = object()
 
 
 def state_fields(state_type: type[Any]) -> list[tuple[str, Codec]]:
@@ -34,21 +36,42 @@ def state_fields(state_type: type[Any]) -> list[tuple[str, Codec]]:
     return [(name, codec_for(hints[name])) for name in state_type.__struct_fields__]
 
 
+# values that cannot change in place: equal to the last synced one means unchanged
+_IMMUTABLE = (int, float, str, bytes, bool, type(None), enum.Enum, Topic)
+
+
 class StateTracker(Generic[S]):
     """Server side: which fields changed since the last sync."""
 
-    __slots__ = ("_fields", "_synced")
+    __slots__ = ("_fields", "_synced", "_values")
 
     def __init__(self, state_type: type[S]) -> None:
         self._fields = state_fields(state_type)
         self._synced: list[bytes | None] = [None] * len(self._fields)
+        self._values: list[Any] = [_UNSET] * len(self._fields)
 
     def changes(self, state: S) -> list[StateUpdate]:
-        """One update per field whose archive differs from the last one returned."""
+        """One update per field whose archive differs from the last one returned.
+
+        Fields holding immutable values are compared by value first and archived only
+        when they differ; others (lists, dicts, structs) are archived every time,
+        since they can change in place.
+        """
         updates = []
         synced = self._synced
+        values = self._values
         for index, (name, codec) in enumerate(self._fields):
-            data = codec.encode(getattr(state, name))
+            value = getattr(state, name)
+            last = values[index]
+            if (
+                last is not _UNSET
+                and type(value) is type(last)
+                and isinstance(value, _IMMUTABLE)
+                and value == last
+            ):
+                continue
+            data = codec.encode(value)
+            values[index] = value if isinstance(value, _IMMUTABLE) else _UNSET
             if data != synced[index]:
                 synced[index] = data
                 updates.append(StateUpdate(index, data))

@@ -94,3 +94,19 @@ def test_state_must_be_a_struct() -> None:
         StateTracker(NotAStruct)
     assert issubclass(CounterState, msgspec.Struct)
     assert u32
+
+
+def test_in_place_changes_to_containers_are_seen() -> None:
+    class Listy(msgspec.Struct):
+        items: list[u32] = msgspec.field(default_factory=list)
+        count: u32 = 0
+
+    state = Listy()
+    tracker = StateTracker(Listy)
+    tracker.changes(state)
+    state.items.append(7)  # same list object, new content
+    assert [u.index for u in tracker.changes(state)] == [0]
+    state.count = 1
+    assert [u.index for u in tracker.changes(state)] == [1]
+    state.count = 1
+    assert tracker.changes(state) == []
