@@ -8,8 +8,7 @@ from __future__ import annotations
 import msgspec
 import pytest
 
-from hardlight_core._codec import codec_for
-from hardlight_core._types import Variant, u8, u32
+from hardlight_core import Variant, codec_for, u8, u32
 
 
 class Point(msgspec.Struct):

@@ -19,10 +19,7 @@ import time
 from typing import Any
 
 from hardlight_conformance.apps.counter import CounterEvent, CounterHandler, ServerSentTest
-from hardlight_core import ServerTLS
-from hardlight_core._codec import encode
-from hardlight_core._server_core import HandlerCall, ServerCore, ServerSession
-from hardlight_core._topics import TopicCreated
+from hardlight_core import HandlerCall, ServerCore, ServerSession, ServerTLS, TopicCreated, encode
 
 
 class Connection:

@@ -18,10 +18,14 @@ from collections.abc import Callable
 
 from hardlight_conformance.apps.counter import CounterHandler
 from hardlight_conformance.apps.todo import TodoState
-from hardlight_core import DecodeError, HardLightError
-from hardlight_core._codec import decode
-from hardlight_core._envelope import decode_client_message, decode_server_message
-from hardlight_core._server_core import ServerCore
+from hardlight_core import (
+    DecodeError,
+    HardLightError,
+    ServerCore,
+    decode,
+    decode_client_message,
+    decode_server_message,
+)
 
 REQUEST = (
     b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"

@@ -19,15 +19,26 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hardlight_core import Err, NewEvent, RPCResponse, StateChange, Topic
-from hardlight_core._client_core import CallOutcome, ClientCore, EventDelivered
-from hardlight_core._codec import encode
-from hardlight_core._conn_state import StateMirror
-from hardlight_core._envelope import decode_client_message, decode_server_message
+from hardlight_core import (
+    CallOutcome,
+    ClientCore,
+    Err,
+    EventDelivered,
+    HandlerCall,
+    NewEvent,
+    RPCResponse,
+    ServerCore,
+    ServerSession,
+    StateChange,
+    StateMirror,
+    Topic,
+    TopicCreated,
+    decode_client_message,
+    decode_server_message,
+    encode,
+)
 from hardlight_core._framing import FrameReader, Opcode
 from hardlight_core._handshake import parse_compression_level
-from hardlight_core._server_core import HandlerCall, ServerCore, ServerSession
-from hardlight_core._topics import TopicCreated
 
 from .apps import chat, counter, pet, todo
 

@@ -9,9 +9,7 @@ import sys
 import threading
 from typing import Any
 
-from hardlight_core import ServerConfig, ServerTLS
-from hardlight_core._codec import encode
-from hardlight_core._topics import TopicCreated
+from hardlight_core import ServerConfig, ServerTLS, TopicCreated, encode
 
 from ._live import ADAPTERS
 from .apps import APPS, counter

@@ -24,9 +24,8 @@ from typing import Annotated, Any, Optional
 
 import msgspec
 
+from hardlight_core import DecodeError, decode, encode
 from hardlight_core import _types as T
-from hardlight_core._codec import decode, encode
-from hardlight_core._errors import DecodeError
 
 __all__ = [
     "check_vector_files",

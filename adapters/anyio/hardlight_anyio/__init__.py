@@ -6,7 +6,7 @@ See ``docs/adapters.md``. Servers run inside ``async with Server(...) as server:
 """
 
 from hardlight_core import ConnectionRefused
-from hardlight_core._client_core import EventDelivered as Event
+from hardlight_core import EventDelivered as Event
 
 from ._client import Client, client_class
 from ._server import EventEmitter, Server, TopicNotifier

@@ -19,21 +19,19 @@ import sniffio
 from anyio.streams.tls import TLSAttribute
 
 from hardlight_core import (
-    CallTimeout,
-    ClientConfig,
-    ClientNotConnected,
-    HardLightError,
-    RpcError,
-)
-from hardlight_core._client_core import (
     CallOutcome,
+    CallTimeout,
+    CertificateMismatch,
     ClientClosed,
+    ClientConfig,
     ClientCore,
+    ClientNotConnected,
     ClientOpened,
     EventDelivered,
+    HardLightError,
+    RpcError,
+    ServiceSpec,
 )
-from hardlight_core._service import ServiceSpec
-from hardlight_core._tls import CertificateMismatch
 
 __all__ = ["Client", "client_class"]
 

@@ -19,10 +19,17 @@ import anyio.abc
 import sniffio
 from anyio.streams.tls import TLSListener
 
-from hardlight_core import HardLightError, ServerConfig, Topic
-from hardlight_core._codec import encode
-from hardlight_core._server_core import HandlerCall, ServerCore, ServerSession
-from hardlight_core._topics import TopicCreated, TopicRemoved
+from hardlight_core import (
+    HandlerCall,
+    HardLightError,
+    ServerConfig,
+    ServerCore,
+    ServerSession,
+    Topic,
+    TopicCreated,
+    TopicRemoved,
+    encode,
+)
 
 __all__ = ["EventEmitter", "Server", "TopicNotifier"]
 

@@ -4,7 +4,7 @@ See ``docs/adapters.md``: ``Server(config, Handler)``, ``Client(Service, config)
 """
 
 from hardlight_core import ConnectionRefused
-from hardlight_core._client_core import EventDelivered as Event
+from hardlight_core import EventDelivered as Event
 
 from ._client import Client, client_class
 from ._nats import BusUnavailable, NatsBus

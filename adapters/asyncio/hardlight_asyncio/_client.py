@@ -10,21 +10,19 @@ from collections.abc import AsyncIterator
 from typing import Any, TypeVar, cast
 
 from hardlight_core import (
-    CallTimeout,
-    ClientConfig,
-    ClientNotConnected,
-    HardLightError,
-    RpcError,
-)
-from hardlight_core._client_core import (
     CallOutcome,
+    CallTimeout,
+    CertificateMismatch,
     ClientClosed,
+    ClientConfig,
     ClientCore,
+    ClientNotConnected,
     ClientOpened,
     EventDelivered,
+    HardLightError,
+    RpcError,
+    ServiceSpec,
 )
-from hardlight_core._service import ServiceSpec
-from hardlight_core._tls import CertificateMismatch
 
 __all__ = ["Client", "client_class"]
 

@@ -16,7 +16,7 @@ import asyncio
 import logging
 from typing import Any
 
-from hardlight_core import Topic
+from hardlight_core import ServerCore, Topic, TopicCreated, TopicRemoved
 from hardlight_core._bus import (
     ORIGIN_HEADER,
     BusUnavailable,
@@ -24,8 +24,6 @@ from hardlight_core._bus import (
     subject_topic,
     topic_subject,
 )
-from hardlight_core._server_core import ServerCore
-from hardlight_core._topics import TopicCreated, TopicRemoved
 
 __all__ = ["BusUnavailable", "NatsBus"]
 

@@ -9,10 +9,17 @@ import socket
 from collections.abc import AsyncIterator
 from typing import Any, cast
 
-from hardlight_core import HardLightError, ServerConfig, Topic
-from hardlight_core._codec import encode
-from hardlight_core._server_core import HandlerCall, ServerCore, ServerSession
-from hardlight_core._topics import TopicCreated, TopicRemoved
+from hardlight_core import (
+    HandlerCall,
+    HardLightError,
+    ServerConfig,
+    ServerCore,
+    ServerSession,
+    Topic,
+    TopicCreated,
+    TopicRemoved,
+    encode,
+)
 
 __all__ = ["EventEmitter", "Server", "TopicNotifier"]
 

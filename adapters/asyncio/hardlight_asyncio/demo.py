@@ -22,8 +22,7 @@ from hardlight_conformance.apps.counter import (
     Incremented,
     ServerSentTest,
 )
-from hardlight_core import ClientConfig, ServerConfig, Topic
-from hardlight_core._topics import TopicCreated
+from hardlight_core import ClientConfig, ServerConfig, Topic, TopicCreated
 
 from ._client import Client
 from ._server import Server

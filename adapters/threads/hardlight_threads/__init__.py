@@ -5,7 +5,7 @@ threaded server. See ``docs/adapters.md``.
 """
 
 from hardlight_core import ConnectionRefused
-from hardlight_core._client_core import EventDelivered as Event
+from hardlight_core import EventDelivered as Event
 
 from ._client import Client, Subscription, client_class
 from ._server import EventEmitter, Server, TopicNotifier

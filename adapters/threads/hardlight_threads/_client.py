@@ -19,20 +19,18 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any, TypeVar
 
 from hardlight_core import (
-    CallTimeout,
-    ClientConfig,
-    ClientNotConnected,
-    HardLightError,
-    RpcError,
-)
-from hardlight_core._client_core import (
     CallOutcome,
+    CallTimeout,
     ClientClosed,
+    ClientConfig,
     ClientCore,
+    ClientNotConnected,
     ClientOpened,
     EventDelivered,
+    HardLightError,
+    RpcError,
+    ServiceSpec,
 )
-from hardlight_core._service import ServiceSpec
 
 from ._pump import SocketPump
 

@@ -20,10 +20,17 @@ from collections.abc import Iterator
 from concurrent.futures import Future
 from typing import Any
 
-from hardlight_core import HardLightError, ServerConfig, Topic
-from hardlight_core._codec import encode
-from hardlight_core._server_core import HandlerCall, ServerCore, ServerSession
-from hardlight_core._topics import TopicCreated, TopicRemoved
+from hardlight_core import (
+    HandlerCall,
+    HardLightError,
+    ServerConfig,
+    ServerCore,
+    ServerSession,
+    Topic,
+    TopicCreated,
+    TopicRemoved,
+    encode,
+)
 
 from ._pump import SocketPump
 

@@ -15,8 +15,7 @@ from hardlight_conformance.apps.counter import (
     Incremented,
     ServerSentTest,
 )
-from hardlight_core import ClientConfig, ServerConfig
-from hardlight_core._topics import TopicCreated
+from hardlight_core import ClientConfig, ServerConfig, TopicCreated
 
 from ._client import Client
 from ._server import Server

@@ -6,8 +6,7 @@ from typing import ClassVar
 
 import msgspec
 
-from hardlight_core import Topic, Variant, u32, u64
-from hardlight_core._service import Handler, Service
+from hardlight_core import Handler, Service, Topic, Variant, u32, u64
 
 __all__ = [
     "Chat",

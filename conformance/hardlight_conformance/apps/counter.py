@@ -8,9 +8,7 @@ from typing import ClassVar
 
 import msgspec
 
-from hardlight_core import Topic, Variant, u32
-from hardlight_core._service import Handler, Service
-from hardlight_core._topics import TopicCreated, TopicRemoved
+from hardlight_core import Handler, Service, Topic, TopicCreated, TopicRemoved, Variant, u32
 
 __all__ = [
     "Counter",

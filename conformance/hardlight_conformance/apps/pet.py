@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import msgspec
 
-from hardlight_core import Variant, u8
-from hardlight_core._service import Handler, Service
+from hardlight_core import Handler, Service, Variant, u8
 
 __all__ = ["Cat", "Dog", "Pet", "PetHandler", "PetService", "PetState"]
 

@@ -6,8 +6,7 @@ import enum
 
 import msgspec
 
-from hardlight_core import u32
-from hardlight_core._service import Handler, Service
+from hardlight_core import Handler, Service, u32
 
 __all__ = ["Task", "TaskStatus", "Todo", "TodoHandler", "TodoState"]
 
