@@ -88,7 +88,7 @@ async def _serve_websockets(port: int, cert: bytes, key: bytes) -> None:
 
 
 def _start_server(
-    kind: str, tmp: Path, tls: ServerTLS, bus: str | None = None
+    kind: str, tmp: Path, tls: ServerTLS, bus: str | None = None, uvloop: bool = False
 ) -> tuple[subprocess.Popen[str], int]:
     cert = tmp / "cert.pem"
     key = tmp / "key.pem"
@@ -100,6 +100,8 @@ def _start_server(
                 "--port", "0", "--cert", str(cert), "--key", str(key)]
         if bus:
             args += ["--bus", bus]
+        if uvloop:
+            args += ["--uvloop"]
     else:
         args = [sys.executable, str(Path(__file__)), "--serve", kind, "--cert", str(cert),
                 "--key", str(key)]
@@ -428,6 +430,13 @@ async def run_all(quick: bool) -> dict[str, Any]:
                 peers.append((f"hardlight-{adapter}-l{level}", "hardlight",
                               lambda port, a=adapter, lv=level: HardLightPeer(a, lv, port, tls)))
         try:
+            import uvloop  # noqa: F401
+
+            peers.append(("hardlight-asyncio-l6-uvloop-server", "hardlight-uvloop",
+                          lambda port: HardLightPeer("asyncio", 6, port, tls)))
+        except ImportError:
+            print("uvloop not installed: the uvloop server variant is skipped")
+        try:
             import grpc  # noqa: F401
 
             peers.append(("grpcio-aio", "grpc", lambda port: GrpcPeer(port, tls)))
@@ -441,7 +450,10 @@ async def run_all(quick: bool) -> dict[str, Any]:
         except ImportError:
             print("websockets not installed: skipped (pip install -e '.[bench]')")
         for name, kind, make in peers:
-            proc, port = _start_server(kind, tmp, tls)
+            proc, port = _start_server(
+                "hardlight" if kind == "hardlight-uvloop" else kind, tmp, tls,
+                uvloop=kind == "hardlight-uvloop",
+            )
             try:
                 peer = make(port)
                 row: dict[str, Any] = {}

@@ -34,6 +34,9 @@ def add_parser(subparsers: Any) -> None:
     )
     p.add_argument("--adapter", choices=ADAPTERS, default="asyncio")
     p.add_argument(
+        "--uvloop", action="store_true", help="run on uvloop (pip install uvloop) if installed"
+    )
+    p.add_argument(
         "--bus", metavar="NATS_URL", help="share events with other servers through NATS"
     )
 
@@ -69,6 +72,10 @@ def run(args: argparse.Namespace) -> int:
     handler = handler_for(args.app)
     if args.adapter == "threads":
         return _run_threads(args, config, handler)
+    if args.uvloop:
+        import uvloop
+
+        uvloop.install()
     return asyncio.run(_run_async(args, config, handler))
 
 
