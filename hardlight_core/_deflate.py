@@ -6,6 +6,7 @@ Inflation is bounded *while* inflating: a deflate bomb costs at most
 
 from __future__ import annotations
 
+import struct
 import zlib
 
 from ._errors import DecodeError, MessageTooLarge
@@ -15,6 +16,8 @@ __all__ = ["DEFAULT_MAX_INFLATED_SIZE", "InflateError", "deflate", "inflate"]
 DEFAULT_MAX_INFLATED_SIZE = 16 * 1024 * 1024
 
 _WBITS_RAW = -15
+_STORED_HEADER = struct.Struct("<HH")
+_STORED_BELOW = 32  # bytes: shorter messages only grow under compression
 
 
 class InflateError(DecodeError):
@@ -25,6 +28,10 @@ def deflate(data: bytes, level: int) -> bytes:
     """Compress ``data`` as a fresh raw DEFLATE stream at ``level`` (0-9)."""
     if not 0 <= level <= 9:
         raise ValueError(f"compression level must be 0..9, got {level}")
+    n = len(data)
+    if n <= _STORED_BELOW:
+        # deflate cannot shrink a message this small: one final stored block, no zlib
+        return b"\x01" + _STORED_HEADER.pack(n, n ^ 0xFFFF) + data
     # A window no larger than the message compresses it exactly as well, and a full
     # 32 KiB window with its hash tables costs ~70 us to set up per message: more
     # than the rest of an RPC. Any window is valid raw DEFLATE for every inflater.
@@ -39,6 +46,15 @@ def inflate(data: bytes, max_size: int = DEFAULT_MAX_INFLATED_SIZE) -> bytes:
     Raises :class:`InflateError` for corrupt, truncated or trailing data and
     :class:`~hardlight_core.MessageTooLarge` when the output would pass ``max_size``.
     """
+    if data[:1] == b"\x01" and len(data) >= 5:
+        # one final stored block (what small messages and level 0 produce): no zlib
+        length, check = _STORED_HEADER.unpack_from(data, 1)
+        if length ^ check == 0xFFFF and len(data) == 5 + length:
+            if length > max_size:
+                raise MessageTooLarge(
+                    f"message inflates to more than {max_size} bytes", max_size
+                )
+            return data[5:]
     inflater = zlib.decompressobj(_WBITS_RAW)
     try:
         out = inflater.decompress(data, max_size + 1)

@@ -56,3 +56,14 @@ def test_zlib_wrapped_payload_is_refused() -> None:
 def test_level_is_checked() -> None:
     with pytest.raises(ValueError):
         deflate(b"", 10)
+
+
+def test_small_messages_are_one_stored_block_read_without_zlib() -> None:
+    small = b"\x03\0\0\0\0\0\0\0"
+    packed = deflate(small, 9)
+    assert packed[:1] == b"\x01" and zlib.decompress(packed, -15) == small
+    assert inflate(packed) == small
+    with pytest.raises(MessageTooLarge):
+        inflate(packed, max_size=4)
+    with pytest.raises(InflateError):
+        inflate(packed + b"\0")  # trailing bytes fall through to zlib, which refuses them
