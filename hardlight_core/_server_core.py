@@ -20,6 +20,7 @@ emit; a closing connection is unsubscribed from everything.
 from __future__ import annotations
 
 import contextlib
+import dis
 import logging
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
@@ -46,12 +47,40 @@ TopicChange = TopicCreated | TopicRemoved
 
 @dataclass(slots=True)
 class HandlerCall:
-    """One call for the adapter to run: await ``coroutine``, then report to ``session``."""
+    """One call for the adapter to run: await ``coroutine``, then report to ``session``.
+
+    ``never_awaits`` is True when the handler's body has no ``await`` at all: it cannot
+    suspend, so an adapter may run it to its end at once instead of scheduling a task.
+    """
 
     session: ServerSession
     call_id: int
     method: str
     coroutine: Coroutine[Any, Any, Any]
+    never_awaits: bool = False
+
+
+_SUSPENDING_OPS = frozenset(
+    {
+        "GET_AWAITABLE",
+        "SEND",
+        "YIELD_VALUE",
+        "GET_AITER",
+        "GET_ANEXT",
+        "BEFORE_ASYNC_WITH",
+        "END_ASYNC_FOR",
+        "ASYNC_GEN_WRAP",
+        "YIELD_FROM",
+    }
+)
+
+
+def never_awaits(function: Any) -> bool:
+    """True when a coroutine function's own code contains no await (it cannot suspend)."""
+    code = getattr(getattr(function, "__func__", function), "__code__", None)
+    if code is None:
+        return False
+    return not any(i.opname in _SUSPENDING_OPS for i in dis.get_instructions(code))
 
 
 class ServerCore:
@@ -69,6 +98,10 @@ class ServerCore:
     ) -> None:
         self.spec = ServiceSpec.of(handler_class)
         self.handler_class = handler_class
+        #: methods whose handler body never awaits (adapters may run them at once)
+        self.never_awaits = {
+            m.name: never_awaits(getattr(handler_class, m.name, None)) for m in self.spec.methods
+        }
         self.handler_factory = handler_factory or handler_class
         self.limits = limits or Limits()
         self.max_connections = max_connections
@@ -256,7 +289,9 @@ class ServerSession:
             self.connection.send_response(event.call_id, Err(RpcHandlerError.ServerDecodeError))
             return None
         coroutine = getattr(self.handler, method.name)(*args)
-        call = HandlerCall(self, event.call_id, method.name, coroutine)
+        call = HandlerCall(
+            self, event.call_id, method.name, coroutine, self.core.never_awaits[method.name]
+        )
         self.running[event.call_id] = call
         return call
 

@@ -138,6 +138,20 @@ class _Connection(asyncio.Protocol):
         self.transport = None
 
     def _spawn(self, call: HandlerCall) -> None:
+        if call.never_awaits:
+            # a handler without any await cannot suspend: run it now, and its answer
+            # leaves with this read's flush (no task, no extra loop turn)
+            try:
+                call.coroutine.send(None)
+            except StopIteration as done:
+                self.session.complete(call, value=done.value)
+                return
+            except BaseException as exc:
+                self.session.complete(call, error=exc)
+                return
+            call.coroutine.close()  # unreachable for such code; never leave it hanging
+            self.session.complete(call, error=RuntimeError("handler suspended unexpectedly"))
+            return
         # A real task, so handlers can use anything that needs one (anyio, timeouts,
         # contextvars); the answer is flushed in the next loop turn with the others.
         task = self.loop.create_task(self._run(call))
