@@ -111,6 +111,9 @@ class _Connection(asyncio.Protocol):
         self._flush()
 
     def data_received(self, data: bytes) -> None:
+        # this connection is flushed at the end of this method: no separate flush needed
+        already = self.flush_scheduled
+        self.flush_scheduled = True
         try:
             calls = self.session.receive_data(data, self.loop.time())
         except Exception:
@@ -119,7 +122,8 @@ class _Connection(asyncio.Protocol):
             return
         for call in calls:
             self._spawn(call)
-        self._flush()
+        if not already:  # else the flush already queued for this turn writes everything
+            self._flush()
 
     def eof_received(self) -> bool | None:
         self.session.receive_data(b"", self.loop.time())
