@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
+
+import msgspec
 
 from ._codec import decode
 from ._conn_state import StateMirror
@@ -50,8 +51,7 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True, slots=True)
-class CallOutcome:
+class CallOutcome(msgspec.Struct, frozen=True):
     """Call ``call_id`` ended: ``error`` is None and ``value`` the result, or ``error`` is set."""
 
     call_id: int
@@ -59,8 +59,7 @@ class CallOutcome:
     error: RpcError | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class EventDelivered:
+class EventDelivered(msgspec.Struct, frozen=True):
     """The server sent an event; decode ``payload`` with the app's event type."""
 
     topic: Topic
@@ -71,22 +70,19 @@ class EventDelivered:
         return decode(self.payload, event_type)
 
 
-@dataclass(frozen=True, slots=True)
-class StateUpdated:
+class StateUpdated(msgspec.Struct, frozen=True):
     """The state mirror changed (``indexes`` of the fields that were updated)."""
 
     indexes: tuple[int, ...]
 
 
-@dataclass(frozen=True, slots=True)
-class ClientOpened:
+class ClientOpened(msgspec.Struct, frozen=True):
     """The handshake succeeded; the server compresses at ``compression_level``."""
 
     compression_level: int
 
 
-@dataclass(frozen=True, slots=True)
-class ClientClosed:
+class ClientClosed(msgspec.Struct, frozen=True):
     """The connection ended (refused handshake: ``status_code`` is set)."""
 
     code: int | None

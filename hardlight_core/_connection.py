@@ -49,7 +49,7 @@ from ._events import (
     ResponseReceived,
     StateChanged,
 )
-from ._framing import FrameReader, Opcode, close_payload, frame_bytes
+from ._framing import FrameReader, MaskKeySource, Opcode, close_payload, frame_bytes
 from ._handshake import (
     SUBPROTOCOL,
     accept_token,
@@ -92,6 +92,7 @@ class _Connection:
         self._ping_sent_at: float | None = None
         self._close_sent_at: float | None = None
         self._closed_reported = False
+        self._random: Callable[[int], bytes] = os.urandom
 
     # -- driving ---------------------------------------------------------------------------
 
@@ -178,7 +179,7 @@ class _Connection:
         elif self.state is ConnectionState.OPEN:
             if self._ping_sent_at is None:
                 self._ping_sent_at = now
-                self._queue(frame_bytes(Opcode.PING, b"hl", mask=self.is_client))
+                self._queue(self._frame(Opcode.PING, b"hl"))
             else:
                 self._fail(RemoteProtocolError("peer idle: no answer to a ping", 1001))
 
@@ -186,6 +187,9 @@ class _Connection:
 
     def _move(self, trigger: Trigger) -> None:
         self.state = transition(self.state, trigger)
+
+    def _frame(self, opcode: Opcode, payload: bytes) -> bytes:
+        return frame_bytes(opcode, payload, mask=self.is_client, random_bytes=self._random)
 
     def _queue(self, data: bytes | bytearray) -> None:
         self._out.append(data)
@@ -206,11 +210,11 @@ class _Connection:
             raise LocalProtocolError(
                 f"connection closed (1008): {what} did not fit the outgoing queue"
             )
-        self._queue(frame_bytes(Opcode.BINARY, payload, mask=self.is_client))
+        self._queue(self._frame(Opcode.BINARY, payload))
 
     def _send_close(self, code: int, reason: str) -> None:
         if self._reader is not None:
-            self._queue(frame_bytes(Opcode.CLOSE, close_payload(code, reason), mask=self.is_client))
+            self._queue(self._frame(Opcode.CLOSE, close_payload(code, reason)))
         self._close_sent_at = self._last_received
 
     def _report_closed(self, code: int | None, reason: str, error: ProtocolError | None) -> None:
@@ -228,7 +232,7 @@ class _Connection:
         log.debug("closing with %d: %s", error.close_code, error)
         if send and self._reader is not None and self.state is ConnectionState.OPEN:
             payload = close_payload(error.close_code, str(error)[:100])
-            self._queue(frame_bytes(Opcode.CLOSE, payload, mask=self.is_client))
+            self._queue(self._frame(Opcode.CLOSE, payload))
         self._move(Trigger.PROTOCOL_ERROR)
         self._report_closed(error.close_code, str(error), error)
 
@@ -268,7 +272,7 @@ class _Connection:
                 self._ignore("text message")
             elif opcode is Opcode.PING:
                 if self.state is ConnectionState.OPEN:
-                    self._queue(frame_bytes(Opcode.PONG, frame.payload, mask=self.is_client))
+                    self._queue(self._frame(Opcode.PONG, frame.payload))
             elif opcode is Opcode.PONG:
                 self._ping_sent_at = None
             else:
@@ -280,7 +284,7 @@ class _Connection:
         if self.state is ConnectionState.OPEN:
             # echo the peer's code and reason, as RFC 6455 asks (an empty close stays empty)
             payload = close_payload(code, reason)
-            self._queue(frame_bytes(Opcode.CLOSE, payload, mask=self.is_client))
+            self._queue(self._frame(Opcode.CLOSE, payload))
             self._move(Trigger.CLOSE_RECEIVED)
             self._move(Trigger.CLOSE_SENT)
         else:
@@ -448,6 +452,7 @@ class ClientConnection(_Connection):
             h11.CLIENT, max_incomplete_event_size=self.limits.max_handshake_size
         )
         self._key = new_key(random_bytes(16))
+        self._random = MaskKeySource(random_bytes)
         self._queue(
             self._http.send(build_client_request(host, self._key, compression_level, path)) or b""
         )

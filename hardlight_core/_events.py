@@ -1,8 +1,12 @@
-"""What a connection machine reports: small immutable events."""
+"""What a connection machine reports: small immutable events.
+
+They are frozen ``msgspec.Struct``s rather than frozen dataclasses: as immutable,
+and several times cheaper to create, which matters at one or two per message.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import msgspec
 
 from ._envelope import StateUpdate, Topic
 from ._errors import ProtocolError, RpcError, RpcHandlerError
@@ -23,8 +27,7 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True, slots=True)
-class HandshakeRequested:
+class HandshakeRequested(msgspec.Struct, frozen=True):
     """Server: a valid ``hl/2`` upgrade request; call ``accept()`` or ``refuse()``."""
 
     path: str
@@ -33,23 +36,20 @@ class HandshakeRequested:
     compression_level: int
 
 
-@dataclass(frozen=True, slots=True)
-class CallReceived:
+class CallReceived(msgspec.Struct, frozen=True):
     """Server: a call to run; ``internal`` is the archived ``RpcCall``."""
 
     call_id: int
     internal: bytes
 
 
-@dataclass(frozen=True, slots=True)
-class MessageIgnored:
+class MessageIgnored(msgspec.Struct, frozen=True):
     """A message was dropped, as the reference drops it (text, undecodable, duplicate id)."""
 
     reason: str
 
 
-@dataclass(frozen=True, slots=True)
-class ConnectionClosed:
+class ConnectionClosed(msgspec.Struct, frozen=True):
     """The connection ended: close ``code``/``reason`` if there was a close frame;
     ``error`` when a protocol error or a lost socket ended it."""
 
@@ -58,47 +58,41 @@ class ConnectionClosed:
     error: ProtocolError | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Connected:
+class Connected(msgspec.Struct, frozen=True):
     """Client: the server accepted; it compresses its messages at ``compression_level``."""
 
     compression_level: int
     headers: tuple[tuple[bytes, bytes], ...]
 
 
-@dataclass(frozen=True, slots=True)
-class HandshakeRefused:
+class HandshakeRefused(msgspec.Struct, frozen=True):
     """Client: the server answered the upgrade with ``status_code`` (not 101)."""
 
     status_code: int
     reason: str
 
 
-@dataclass(frozen=True, slots=True)
-class ResponseReceived:
+class ResponseReceived(msgspec.Struct, frozen=True):
     """Client: the answer to call ``call_id``."""
 
     call_id: int
     output: Ok[bytes] | Err[RpcHandlerError]
 
 
-@dataclass(frozen=True, slots=True)
-class EventReceived:
+class EventReceived(msgspec.Struct, frozen=True):
     """Client: an event on a topic this connection is subscribed to."""
 
     topic: Topic
     payload: bytes
 
 
-@dataclass(frozen=True, slots=True)
-class StateChanged:
+class StateChanged(msgspec.Struct, frozen=True):
     """Client: fields of the connection state changed."""
 
     updates: list[StateUpdate]
 
 
-@dataclass(frozen=True, slots=True)
-class CallFailed:
+class CallFailed(msgspec.Struct, frozen=True):
     """Client: call ``call_id`` will never be answered (the connection ended)."""
 
     call_id: int

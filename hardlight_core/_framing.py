@@ -15,11 +15,20 @@ import enum
 import os
 import struct
 from collections.abc import Callable
-from dataclasses import dataclass
+
+import msgspec
 
 from ._errors import MessageTooLarge, RemoteProtocolError
 
-__all__ = ["Frame", "FrameReader", "Opcode", "close_payload", "frame_bytes", "mask_payload"]
+__all__ = [
+    "Frame",
+    "FrameReader",
+    "MaskKeySource",
+    "Opcode",
+    "close_payload",
+    "frame_bytes",
+    "mask_payload",
+]
 
 _U16 = struct.Struct(">H")
 _U64 = struct.Struct(">Q")
@@ -38,12 +47,13 @@ class Opcode(enum.IntEnum):
 
 _DATA = (Opcode.CONTINUATION, Opcode.TEXT, Opcode.BINARY)
 _KNOWN = frozenset(int(o) for o in Opcode)
+# Opcode(n) through the enum machinery costs more than the rest of a header
+_OPCODE_OF: tuple[Opcode | None, ...] = tuple(Opcode(n) if n in _KNOWN else None for n in range(16))
 # close codes a peer may send (RFC 6455 7.4.1 and the IANA registry; 3000-4999 for apps)
 _SENDABLE = frozenset(range(1000, 1012)) - {1004, 1005, 1006} | {1012, 1013, 1014}
 
 
-@dataclass(frozen=True, slots=True)
-class Frame:
+class Frame(msgspec.Struct, frozen=True):
     """A complete message (data frames reassembled) or a control frame."""
 
     opcode: Opcode
@@ -52,7 +62,7 @@ class Frame:
     close_reason: str = ""
 
 
-def mask_payload(payload: bytes, key: bytes) -> bytes:
+def mask_payload(payload: bytes | bytearray, key: bytes | bytearray) -> bytes:
     """XOR ``payload`` with the 4-byte ``key`` (masking and unmasking are the same)."""
     n = len(payload)
     if not n:
@@ -61,6 +71,30 @@ def mask_payload(payload: bytes, key: bytes) -> bytes:
     return (int.from_bytes(payload, "little") ^ int.from_bytes(repeated, "little")).to_bytes(
         n, "little"
     )
+
+
+class MaskKeySource:
+    """Masking keys drawn from ``random_bytes`` 512 bytes at a time.
+
+    Each key is still fresh, unpredictable randomness (RFC 6455 5.3); drawing in bulk
+    spares a getrandom() system call per message.
+    """
+
+    __slots__ = ("_at", "_draw", "_pool")
+
+    def __init__(self, random_bytes: Callable[[int], bytes] = os.urandom) -> None:
+        self._draw = random_bytes
+        self._pool = b""
+        self._at = 0
+
+    def __call__(self, n: int) -> bytes:
+        """The next ``n`` random bytes."""
+        at = self._at
+        if at + n > len(self._pool):
+            self._pool = self._draw(max(512, n))
+            at = 0
+        self._at = at + n
+        return self._pool[at : at + n]
 
 
 def frame_bytes(
@@ -119,47 +153,61 @@ class FrameReader:
     def feed(self, data: bytes) -> list[Frame]:
         """Add bytes; returns every complete message and control frame now readable."""
         buffer = self._buffer
-        buffer += data
+        source: bytes | bytearray
+        if buffer:
+            buffer += data
+            source = buffer
+        else:
+            source = data  # the usual case: parse the read itself, no copy into the buffer
         frames: list[Frame] = []
         pos = 0
-        end = len(buffer)
+        end = len(source)
         limit = self.max_message_size
         try:
             while end - pos >= 2:
-                b0 = buffer[pos]
-                b1 = buffer[pos + 1]
+                b0 = source[pos]
+                b1 = source[pos + 1]
                 n = b1 & 0x7F
                 at = pos + 2
                 if n == 126:
                     if end - at < 2:
                         break
-                    n = _U16.unpack_from(buffer, at)[0]
+                    n = _U16.unpack_from(source, at)[0]
                     at += 2
                 elif n == 127:
                     if end - at < 8:
                         break
-                    n = _U64.unpack_from(buffer, at)[0]
+                    n = _U64.unpack_from(source, at)[0]
                     at += 8
                 self._check_header(b0, b1, n, limit)
                 masked = b1 & 0x80
                 if masked:
                     if end - at < 4:
                         break
-                    key = bytes(buffer[at : at + 4])
+                    key = source[at : at + 4]
                     at += 4
                 if end - at < n:
                     break
-                payload = bytes(buffer[at : at + n])
                 if masked:
-                    payload = mask_payload(payload, key)
+                    payload = mask_payload(source[at : at + n], key)
+                else:
+                    payload = bytes(source[at : at + n])
                 pos = at + n
-                frame = self._complete(b0 & 0x80, Opcode(b0 & 0x0F), payload)
+                opcode = _OPCODE_OF[b0 & 0x0F]
+                if b0 == 0x82 and self._message_opcode is None:
+                    frames.append(Frame(Opcode.BINARY, payload))  # a whole binary message
+                    continue
+                assert opcode is not None  # _check_header refused unknown opcodes
+                frame = self._complete(b0 & 0x80, opcode, payload)
                 if frame is not None:
                     frames.append(frame)
                     if frame.opcode is Opcode.CLOSE:
                         break  # nothing after a close frame is read
         finally:
-            del buffer[:pos]
+            if source is buffer:
+                del buffer[:pos]
+            elif pos < end:
+                buffer += data[pos:]
         return frames
 
     @property

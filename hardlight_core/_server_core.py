@@ -305,16 +305,19 @@ class ServerSession:
         Queues the state change the call caused (if any) and then its response.
         """
         self.running.pop(call.call_id, None)
-        if self.finished or self.connection.state is not ConnectionState.OPEN:
-            return
+        connection = self.connection
+        if connection.state is not ConnectionState.OPEN:
+            return  # the connection ended meanwhile: nobody to answer
         if error is not None and not isinstance(error, Exception):
             error = RuntimeError(f"handler ended with {type(error).__name__}")
-        method = self.core.spec.method(call.method)
-        output = outcome_to_output(self.core.spec, method, value, error)
-        self.sync_state()
-        # the connection may have ended meanwhile: then there is nobody to answer
-        with contextlib.suppress(LocalProtocolError):
-            self.connection.send_response(call.call_id, output)
+        spec = self.core.spec
+        output = outcome_to_output(spec, spec.method(call.method), value, error)
+        if self.tracker is not None:
+            self.sync_state()
+        try:  # noqa: SIM105 - a context manager per call costs more than this whole method
+            connection.send_response(call.call_id, output)
+        except LocalProtocolError:
+            pass  # closed while queueing (outgoing queue full): the close says why
         self._after_io()
 
     def sync_state(self) -> None:
