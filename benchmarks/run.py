@@ -88,7 +88,12 @@ async def _serve_websockets(port: int, cert: bytes, key: bytes) -> None:
 
 
 def _start_server(
-    kind: str, tmp: Path, tls: ServerTLS, bus: str | None = None, uvloop: bool = False
+    kind: str,
+    tmp: Path,
+    tls: ServerTLS,
+    bus: str | None = None,
+    uvloop: bool = False,
+    tls_transport: str = "auto",
 ) -> tuple[subprocess.Popen[str], int]:
     cert = tmp / "cert.pem"
     key = tmp / "key.pem"
@@ -102,6 +107,7 @@ def _start_server(
             args += ["--bus", bus]
         if uvloop:
             args += ["--uvloop"]
+        args += ["--tls-transport", tls_transport]
     else:
         args = [sys.executable, str(Path(__file__)), "--serve", kind, "--cert", str(cert),
                 "--key", str(key)]
@@ -128,8 +134,11 @@ def _rss_kib(pid: int) -> int:
 class HardLightPeer:
     """HardLight counter client through one of our adapters."""
 
-    def __init__(self, adapter: str, level: int, port: int, tls: ServerTLS) -> None:
+    def __init__(
+        self, adapter: str, level: int, port: int, tls: ServerTLS, tls_transport: str = "auto"
+    ) -> None:
         self.adapter, self.level, self.port, self.tls = adapter, level, port, tls
+        self.tls_transport = tls_transport
 
     async def connect(self) -> tuple[Callable[[], Awaitable[Any]], Callable[[], Awaitable[None]]]:
         from hardlight_conformance._live import LiveClient
@@ -145,6 +154,8 @@ class HardLightPeer:
                 call_timeout=30,
             ),
         )
+        if self.adapter == "asyncio":
+            client._client.tls_transport = self.tls_transport
         await client._run(client._client.connect)
         if self.adapter == "threads":
             raw = client._client
@@ -429,6 +440,9 @@ async def run_all(quick: bool) -> dict[str, Any]:
             for level in (0, 6):
                 peers.append((f"hardlight-{adapter}-l{level}", "hardlight",
                               lambda port, a=adapter, lv=level: HardLightPeer(a, lv, port, tls)))
+        # the same over asyncio's own TLS (sslproto) on both sides: what the socket TLS saves
+        peers.append(("hardlight-asyncio-l6-asyncio-tls", "hardlight-asyncio-tls",
+                      lambda port: HardLightPeer("asyncio", 6, port, tls, "asyncio")))
         try:
             import uvloop  # noqa: F401
 
@@ -451,8 +465,9 @@ async def run_all(quick: bool) -> dict[str, Any]:
             print("websockets not installed: skipped (pip install -e '.[bench]')")
         for name, kind, make in peers:
             proc, port = _start_server(
-                "hardlight" if kind == "hardlight-uvloop" else kind, tmp, tls,
+                "hardlight" if kind.startswith("hardlight") else kind, tmp, tls,
                 uvloop=kind == "hardlight-uvloop",
+                tls_transport="asyncio" if kind == "hardlight-asyncio-tls" else "auto",
             )
             try:
                 peer = make(port)

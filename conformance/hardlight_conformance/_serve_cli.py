@@ -39,6 +39,12 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument(
         "--bus", metavar="NATS_URL", help="share events with other servers through NATS"
     )
+    p.add_argument(
+        "--tls-transport",
+        choices=("auto", "socket", "asyncio"),
+        default="auto",
+        help="asyncio adapter: TLS on SSLSockets (socket) or the loop's own TLS (asyncio)",
+    )
 
 
 def handler_for(app: str) -> type[Any]:
@@ -91,12 +97,14 @@ async def _run_async(args: argparse.Namespace, config: ServerConfig, handler: An
         import hardlight_asyncio as adapter  # type: ignore[no-redef]
     if not hasattr(adapter, "Server"):
         raise SystemExit(f"the {args.adapter} adapter is not available in this build")
+    options: dict[str, Any] = {}
     if args.bus:
         from hardlight_asyncio import NatsBus
 
-        server = adapter.Server(config, handler, bus=NatsBus(args.bus))
-    else:
-        server = adapter.Server(config, handler)
+        options["bus"] = NatsBus(args.bus)
+    if args.adapter == "asyncio":
+        options["tls_transport"] = args.tls_transport
+    server = adapter.Server(config, handler, **options)
     tasks = []
     if args.app == "counter":
         emitter = server.event_emitter(counter.CounterEvent)

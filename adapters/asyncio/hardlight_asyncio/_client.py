@@ -24,11 +24,14 @@ from hardlight_core import (
     ServiceSpec,
 )
 
+from ._tls_socket import open_tls_connection, supports_socket_tls
+
 __all__ = ["Client", "client_class"]
 
 log = logging.getLogger("hardlight")
 
 EVENT_QUEUE_SIZE = 10_000
+FLUSH_BYTES = 2048
 S = TypeVar("S")
 
 
@@ -106,7 +109,18 @@ class Client:
     (``await client.increment(1)``); see :func:`client_class` for a typed class.
     """
 
-    def __init__(self, service: type[Any], config: ClientConfig | None = None) -> None:
+    def __init__(
+        self,
+        service: type[Any],
+        config: ClientConfig | None = None,
+        *,
+        tls_transport: str = "auto",
+    ) -> None:
+        if tls_transport not in ("auto", "socket", "asyncio"):
+            raise ValueError(f"tls_transport: auto, socket or asyncio, not {tls_transport!r}")
+        #: "socket": TLS on a non-blocking SSLSocket (faster); "asyncio": the loop's own TLS;
+        #: "auto": socket where the loop supports it
+        self.tls_transport = tls_transport
         self.service = service
         self.config = config or ClientConfig()
         self.spec = ServiceSpec.of(service)
@@ -160,13 +174,29 @@ class Client:
         ssl_context = None if self.config.plaintext else self.config.tls.ssl_context()
         self._opened = loop.create_future()
         self._core = core
-        transport, protocol = await loop.create_connection(
-            lambda: _Protocol(self, core),
-            host,
-            port,
-            ssl=ssl_context,
-            server_hostname=self.config.server_hostname if ssl_context is not None else None,
+        socket_tls = ssl_context is not None and (
+            self.tls_transport == "socket"
+            or (self.tls_transport == "auto" and supports_socket_tls(loop))
         )
+        transport: asyncio.BaseTransport
+        if socket_tls:
+            assert ssl_context is not None
+            transport, protocol = await open_tls_connection(
+                loop,
+                lambda: _Protocol(self, core),
+                host,
+                port,
+                ssl_context,
+                self.config.server_hostname,
+            )
+        else:
+            transport, protocol = await loop.create_connection(
+                lambda: _Protocol(self, core),
+                host,
+                port,
+                ssl=ssl_context,
+                server_hostname=self.config.server_hostname if ssl_context is not None else None,
+            )
         if ssl_context is not None:
             ssl_object = transport.get_extra_info("ssl_object")
             der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
@@ -175,9 +205,9 @@ class Client:
             except CertificateMismatch:
                 transport.abort()
                 raise
-        self._protocol = protocol
+        self._protocol = cast(_Protocol, protocol)
         self._state = core.state
-        protocol.flush()
+        self._protocol.flush()
         await self._opened
 
     async def disconnect(self) -> None:
@@ -221,8 +251,10 @@ class Client:
         loop = protocol.loop
         future: asyncio.Future[Any] = loop.create_future()
         self._pending[call_id] = future
-        if len(self._pending) == 1:
-            protocol.flush()  # a lone call leaves now; a burst is coalesced below
+        if len(self._pending) == 1 or core.connection.outgoing_size >= FLUSH_BYTES:
+            # a lone call leaves now, and a long burst in pieces (the server starts on
+            # them while we queue the rest); a short burst is coalesced into one write
+            protocol.flush()
         else:
             protocol.schedule_flush()
         timeout = self.config.call_timeout if timeout is None else timeout
@@ -345,7 +377,7 @@ def client_class(service: type[S]) -> type[Any]:
 
 
 def _bound_init(service: type[Any]) -> Any:
-    def __init__(self: Client, config: ClientConfig | None = None) -> None:
-        Client.__init__(self, service, config)
+    def __init__(self: Client, config: ClientConfig | None = None, **options: Any) -> None:
+        Client.__init__(self, service, config, **options)
 
     return __init__

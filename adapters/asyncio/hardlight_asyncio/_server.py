@@ -12,6 +12,7 @@ from typing import Any, cast
 from hardlight_core import (
     HandlerCall,
     HardLightError,
+    Limits,
     ServerConfig,
     ServerCore,
     ServerSession,
@@ -21,11 +22,15 @@ from hardlight_core import (
     encode,
 )
 
+from ._tls_socket import TLSListener, supports_socket_tls
+
 __all__ = ["EventEmitter", "Server", "TopicNotifier"]
 
 log = logging.getLogger("hardlight")
 
 NOTIFIER_QUEUE_SIZE = 10_000
+#: queued output past which a burst of answers is written before the burst ends
+FLUSH_BYTES = 2048
 
 
 class EventEmitter:
@@ -120,8 +125,11 @@ class _Connection(asyncio.Protocol):
             log.exception("server session failed on input; closing the connection")
             self._abort()
             return
+        outgoing = self.session.connection
         for call in calls:
             self._spawn(call)
+            if outgoing.outgoing_size >= FLUSH_BYTES:
+                self._write_now()  # let the peer start on these while we compute the rest
         if not already:  # else the flush already queued for this turn writes everything
             self._flush()
 
@@ -202,6 +210,13 @@ class _Connection(asyncio.Protocol):
         else:
             self._rearm()
 
+    def _write_now(self) -> None:
+        transport = self.transport
+        if transport is not None and not self.paused:
+            data = self.session.data_to_send()
+            if data:
+                transport.write(data)
+
     def _rearm(self) -> None:
         # Lazy: an armed timer that fires early is harmless (handle_timer re-checks),
         # so re-arm only when the deadline moved earlier; idle deadlines only move later.
@@ -238,15 +253,21 @@ class Server:
         *,
         handler_factory: Any = None,
         bus: Any = None,
+        tls_transport: str = "auto",
     ) -> None:
+        if tls_transport not in ("auto", "socket", "asyncio"):
+            raise ValueError(f"tls_transport: auto, socket or asyncio, not {tls_transport!r}")
         self.config = config
+        #: "socket": TLS on non-blocking SSLSockets (faster); "asyncio": the loop's own TLS;
+        #: "auto": socket where the loop supports it
+        self.tls_transport = tls_transport
         #: an event bus spanning several servers (``NatsBus``), or None for this node only
         self.bus = bus
         self.core = ServerCore.from_config(config, handler, handler_factory)
         self.core.on_output = self._on_output
         self.core.on_topic = self._on_topic
         self._notifier: TopicNotifier | None = None
-        self._server: asyncio.Server | None = None
+        self._server: asyncio.Server | TLSListener | None = None
         self._connections: set[_Connection] = set()
         self._loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
         self._stopped: asyncio.Event | None = None
@@ -287,14 +308,26 @@ class Server:
         self._loop = asyncio.get_running_loop()
         self._stopped = asyncio.Event()
         ssl_context = self.config.tls.ssl_context() if self.config.tls is not None else None
-        self._server = await self._loop.create_server(
-            lambda: _Connection(self),
-            self.config.host,
-            self.config.port,
-            ssl=ssl_context,
-            backlog=self.config.backlog,
-            reuse_address=True,
-        )
+        if ssl_context is not None and _use_socket_tls(self.tls_transport, self._loop):
+            limits = self.config.limits or Limits()
+            self._server = await TLSListener.bind(
+                self._loop,
+                lambda: _Connection(self),
+                self.config.host,
+                self.config.port,
+                ssl_context,
+                backlog=self.config.backlog,
+                handshake_timeout=limits.handshake_timeout,
+            )
+        else:
+            self._server = await self._loop.create_server(
+                lambda: _Connection(self),
+                self.config.host,
+                self.config.port,
+                ssl=ssl_context,
+                backlog=self.config.backlog,
+                reuse_address=True,
+            )
         if self.bus is not None:
             try:
                 await self.bus.start(self.core)
@@ -360,3 +393,11 @@ class Server:
             self.bus.topic_changed(change)
         if self._notifier is not None:
             self._notifier._put(change)
+
+
+def _use_socket_tls(choice: str, loop: asyncio.AbstractEventLoop) -> bool:
+    if choice == "socket":
+        if not supports_socket_tls(loop):
+            raise HardLightError(f"tls_transport='socket' needs a selector loop, not {loop!r}")
+        return True
+    return choice == "auto" and supports_socket_tls(loop)
