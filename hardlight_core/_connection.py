@@ -196,9 +196,12 @@ class _Connection:
         self.outgoing_size += len(data)
 
     def _queue_message(self, payload: bytes, *, essential: bool) -> None:
+        self._queue_frame(self._frame(Opcode.BINARY, payload), essential=essential)
+
+    def _queue_frame(self, frame: bytes, *, essential: bool) -> None:
         if self.state is not ConnectionState.OPEN:
             raise LocalProtocolError(f"cannot send: the connection is {self.state.value}")
-        if self.outgoing_size + len(payload) > self.limits.max_outgoing_bytes:
+        if self.outgoing_size + len(frame) > self.limits.max_outgoing_bytes:
             what = "an RPC response" if essential else "an event"
             self._send_close(1008, "peer is not reading: outgoing queue full")
             self._move(Trigger.PROTOCOL_ERROR)
@@ -210,7 +213,7 @@ class _Connection:
             raise LocalProtocolError(
                 f"connection closed (1008): {what} did not fit the outgoing queue"
             )
-        self._queue(self._frame(Opcode.BINARY, payload))
+        self._queue(frame)
 
     def _send_close(self, code: int, reason: str) -> None:
         if self._reader is not None:
@@ -420,13 +423,22 @@ class ServerConnection(_Connection):
         self._queue_message(pack(StateChange(updates), self.compression_level), essential=True)
 
     def send_packed(self, payload: bytes) -> None:
-        """Send an already packed message (fan-out packs once per compression level)."""
+        """Send an already packed message."""
         self._queue_message(payload, essential=False)
+
+    def send_frame(self, frame: bytes) -> None:
+        """Send a whole frame from :func:`server_frame` (fan-out frames once per level)."""
+        self._queue_frame(frame, essential=False)
 
     @property
     def calls_in_flight(self) -> int:
         """Calls received and not yet answered."""
         return len(self._in_flight)
+
+
+def server_frame(payload: bytes) -> bytes:
+    """The binary frame a server sends for a packed message (the same on every connection)."""
+    return frame_bytes(Opcode.BINARY, payload, mask=False)
 
 
 class ClientConnection(_Connection):

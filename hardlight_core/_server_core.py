@@ -28,7 +28,7 @@ from typing import Any
 
 from ._config import HandshakeInfo, Refuse, ServerConfig
 from ._conn_state import StateTracker
-from ._connection import ServerConnection
+from ._connection import ServerConnection, server_frame
 from ._envelope import NewEvent, StateUpdate, Topic, pack
 from ._errors import LocalProtocolError, RpcHandlerError
 from ._events import CallReceived, ConnectionClosed, HandshakeRequested
@@ -116,6 +116,7 @@ class ServerCore:
         #: called with every event emitted on this node (an event bus publishes it)
         self.on_emit: Callable[[Topic, bytes], None] = lambda topic, payload: None
         self.events_emitted = 0
+        self._open_sessions = 0
 
     @classmethod
     def from_config(
@@ -139,8 +140,8 @@ class ServerCore:
 
     @property
     def open_sessions(self) -> int:
-        """How many connections passed the handshake and are not closed."""
-        return sum(1 for s in self.sessions if s.handler is not None and not s.finished)
+        """How many connections passed the handshake and have not ended."""
+        return self._open_sessions
 
     def emit(self, topic: Topic, payload: bytes) -> int:
         """Send an event (an rkyv archive) to every connection subscribed to ``topic``.
@@ -158,15 +159,15 @@ class ServerCore:
         subscribers = self.switch.subscribers(topic)
         if not subscribers:
             return 0
-        packed: dict[int, bytes] = {}
+        frames: dict[int, bytes] = {}
         event = NewEvent(topic, payload)
         count = 0
         for session in list(subscribers):
             level = session.connection.compression_level
-            data = packed.get(level)
-            if data is None:
-                data = packed[level] = pack(event, level)
-            if session.queue_packed(data):
+            frame = frames.get(level)
+            if frame is None:
+                frame = frames[level] = server_frame(pack(event, level))
+            if session.queue_frame(frame):
                 count += 1
         self.events_emitted += count
         return count
@@ -275,6 +276,7 @@ class ServerSession:
             return
         handler._hl_bind(self, auth)
         self.handler = handler
+        core._open_sessions += 1
         state = getattr(handler, "state", None)
         if state is not None:
             self.tracker = StateTracker(type(state))
@@ -329,13 +331,15 @@ class ServerSession:
             self.connection.send_state_change(updates)
             self._after_io()
 
-    def queue_packed(self, data: bytes) -> bool:
-        """Queue an already packed message (fan-out); False if the connection is not open."""
-        if self.connection.state is not ConnectionState.OPEN:
+    def queue_frame(self, frame: bytes) -> bool:
+        """Queue a whole event frame (fan-out); False if the connection is not open."""
+        connection = self.connection
+        if connection.state is not ConnectionState.OPEN:
             return False
         try:
-            self.connection.send_packed(data)
+            connection.send_frame(frame)
         except LocalProtocolError:
+            self._after_io()
             return False
         self._after_io()
         return True
@@ -373,6 +377,8 @@ class ServerSession:
     def _end(self) -> None:
         if not self._forgotten:
             self._forgotten = True
+            if self.handler is not None:
+                self.core._open_sessions -= 1
             self.core._forget(self)
 
     def _after_io(self) -> None:

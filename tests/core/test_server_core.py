@@ -15,8 +15,10 @@ from hardlight_core._server_core import ServerCore, ServerSession
 from hardlight_core._topics import TopicCreated, TopicRemoved
 
 
-def _connect(core: ServerCore, origin: str | None = None) -> tuple[ClientCore, ServerSession]:
-    client = ClientCore(Counter, "localhost", random_bytes=lambda n: KEY)
+def _connect(
+    core: ServerCore, origin: str | None = None, level: int = 6
+) -> tuple[ClientCore, ServerSession]:
+    client = ClientCore(Counter, "localhost", compression_level=level, random_bytes=lambda n: KEY)
     session = core.open_session()
     request = client.data_to_send()
     if origin is not None:
@@ -106,3 +108,47 @@ def test_emit_packs_once_per_level_and_reaches_only_subscribers(
     assert any(isinstance(c, TopicRemoved) for c in changes)
     assert not core.switch.topics
     assert core.emit(Topic.from_str("nobody"), b"") == 0
+
+
+def test_emit_frames_once_per_level_and_every_level_decodes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import hardlight_core._server_core as engine
+
+    core = ServerCore(CounterHandler)
+    pairs = [_connect(core, level=level) for level in (0, 6, 0, 6, 9)]
+    topic = Topic.from_str("everyone")
+    for _client, session in pairs:
+        core.subscribe(session, topic)
+    framed: list[bytes] = []
+    original = engine.server_frame
+    monkeypatch.setattr(engine, "server_frame", lambda p: framed.append(p) or original(p))
+    payload = encode(Incremented(to=2, from_=1), CounterEvent)
+    assert core.emit(topic, payload) == 5
+    assert len(framed) == 3  # levels 0, 6 and 9: one frame each, shared by the connections
+    outgoing = [session.data_to_send() for _c, session in pairs]
+    assert outgoing[0] == outgoing[2] and outgoing[1] == outgoing[3]
+    for (client, _session), data in zip(pairs, outgoing, strict=True):
+        (event,) = client.receive_data(data, 0.0)
+        assert event.topic == topic and event.payload == payload
+
+
+def test_open_sessions_counts_accepted_connections_until_they_end() -> None:
+    core = ServerCore(CounterHandler, max_connections=2)
+    assert core.open_sessions == 0
+    first = _connect(core)[1]
+    second = _connect(core)[1]
+    assert core.open_sessions == 2
+    refused_client, refused = _connect(core)
+    assert refused_client.connection.state.value == "closed"
+    assert core.open_sessions == 2  # a refused handshake never counted
+    first.connection_lost()
+    first.connection_lost()  # twice: still counted once
+    assert core.open_sessions == 1
+    third_client, _third = _connect(core)
+    assert third_client.connection.state.value == "open"  # the freed place is usable
+    second.close()
+    refused.connection_lost()
+    assert core.open_sessions == 2  # closing, not yet closed
+    second.connection_lost()
+    assert core.open_sessions == 1

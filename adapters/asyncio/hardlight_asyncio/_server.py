@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from typing import Any, cast
 
 from hardlight_core import (
+    ConnectionState,
     HandlerCall,
     HardLightError,
     Limits,
@@ -186,7 +187,7 @@ class _Connection(asyncio.Protocol):
         """Coalesce: write everything queued during this loop turn in one write."""
         if not self.flush_scheduled:
             self.flush_scheduled = True
-            self.loop.call_soon(self._flush)
+            self.server._schedule(self)
 
     def _flush(self) -> None:
         self.flush_scheduled = False
@@ -207,7 +208,8 @@ class _Connection(asyncio.Protocol):
                 self.close_timer = self.loop.call_later(
                     self.session.connection.limits.close_timeout, transport.abort
                 )
-        else:
+        elif self.timer is None or self.session.connection.state is not ConnectionState.OPEN:
+            # while open, sending never moves the deadline earlier: an armed timer stands
             self._rearm()
 
     def _write_now(self) -> None:
@@ -269,6 +271,9 @@ class Server:
         self._notifier: TopicNotifier | None = None
         self._server: asyncio.Server | TLSListener | None = None
         self._connections: set[_Connection] = set()
+        # connections with output to write this loop turn, flushed by one callback
+        self._dirty: list[_Connection] = []
+        self._flush_pending = False
         self._loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
         self._stopped: asyncio.Event | None = None
 
@@ -384,9 +389,29 @@ class Server:
     # -- core hooks ------------------------------------------------------------------------
 
     def _on_output(self, session: ServerSession) -> None:
-        conn = getattr(session, "adapter", None)
-        if conn is not None:
-            conn.schedule_flush()
+        conn = session.adapter
+        if conn is not None and not conn.flush_scheduled:
+            conn.flush_scheduled = True
+            self._schedule(conn)
+
+    def _schedule(self, conn: _Connection) -> None:
+        # One loop callback for every connection with output (a fan-out to 1,000
+        # connections is one callback, not 1,000); each appears at most once per turn.
+        self._dirty.append(conn)
+        if not self._flush_pending:
+            self._flush_pending = True
+            self._loop.call_soon(self._flush_dirty)
+
+    def _flush_dirty(self) -> None:
+        self._flush_pending = False
+        dirty, self._dirty = self._dirty, []
+        for conn in dirty:
+            if conn.flush_scheduled:  # else already written by its own data_received
+                try:
+                    conn._flush()
+                except Exception:
+                    log.exception("flushing a connection failed; aborting it")
+                    conn._abort()
 
     def _on_topic(self, change: TopicCreated | TopicRemoved) -> None:
         if self.bus is not None:
