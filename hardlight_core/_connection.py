@@ -422,10 +422,6 @@ class ServerConnection(_Connection):
         """Send the changed state fields in one message."""
         self._queue_message(pack(StateChange(updates), self.compression_level), essential=True)
 
-    def send_packed(self, payload: bytes) -> None:
-        """Send an already packed message."""
-        self._queue_message(payload, essential=False)
-
     def send_frame(self, frame: bytes) -> None:
         """Send a whole frame from :func:`server_frame` (fan-out frames once per level)."""
         self._queue_frame(frame, essential=False)

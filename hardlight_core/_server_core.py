@@ -338,11 +338,11 @@ class ServerSession:
             return False
         try:
             connection.send_frame(frame)
+            queued = True
         except LocalProtocolError:
-            self._after_io()
-            return False
+            queued = False  # closed: the outgoing queue was full
         self._after_io()
-        return True
+        return queued
 
     # -- output ----------------------------------------------------------------------------------
 

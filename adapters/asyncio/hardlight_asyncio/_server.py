@@ -10,7 +10,6 @@ from collections.abc import AsyncIterator
 from typing import Any, cast
 
 from hardlight_core import (
-    ConnectionState,
     HandlerCall,
     HardLightError,
     Limits,
@@ -208,8 +207,7 @@ class _Connection(asyncio.Protocol):
                 self.close_timer = self.loop.call_later(
                     self.session.connection.limits.close_timeout, transport.abort
                 )
-        elif self.timer is None or self.session.connection.state is not ConnectionState.OPEN:
-            # while open, sending never moves the deadline earlier: an armed timer stands
+        else:
             self._rearm()
 
     def _write_now(self) -> None:
@@ -390,9 +388,8 @@ class Server:
 
     def _on_output(self, session: ServerSession) -> None:
         conn = session.adapter
-        if conn is not None and not conn.flush_scheduled:
-            conn.flush_scheduled = True
-            self._schedule(conn)
+        if conn is not None:
+            conn.schedule_flush()
 
     def _schedule(self, conn: _Connection) -> None:
         # One loop callback for every connection with output (a fan-out to 1,000
