@@ -26,6 +26,7 @@ __all__ = [
     "HardLightError",
     "LocalProtocolError",
     "MessageTooLarge",
+    "PeerNotReading",
     "ProtocolError",
     "RemoteProtocolError",
     "RpcError",
@@ -80,6 +81,16 @@ class MessageTooLarge(RemoteProtocolError):
     def __init__(self, msg: str, limit: int) -> None:
         super().__init__(msg, close_code=1009)
         self.limit = limit
+
+
+class PeerNotReading(HardLightError):
+    """The peer stopped reading: more than ``Limits.max_outgoing_bytes`` queued for it.
+
+    Neither side broke the protocol; the connection is closed with 1008 so that a slow
+    reader never grows the server's memory.
+    """
+
+    close_code = 1008
 
 
 class ConnectionRefused(HardLightError):

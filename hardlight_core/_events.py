@@ -9,7 +9,7 @@ from __future__ import annotations
 import msgspec
 
 from ._envelope import StateUpdate, Topic
-from ._errors import ProtocolError, RpcError, RpcHandlerError
+from ._errors import HardLightError, RpcError, RpcHandlerError
 from ._types import Err, Ok
 
 __all__ = [
@@ -51,11 +51,12 @@ class MessageIgnored(msgspec.Struct, frozen=True):
 
 class ConnectionClosed(msgspec.Struct, frozen=True):
     """The connection ended: close ``code``/``reason`` if there was a close frame;
-    ``error`` when a protocol error or a lost socket ended it."""
+    ``error`` when a protocol error (``ProtocolError``) or a peer that stopped reading
+    (``PeerNotReading``) ended it."""
 
     code: int | None
     reason: str
-    error: ProtocolError | None = None
+    error: HardLightError | None = None
 
 
 class Connected(msgspec.Struct, frozen=True):

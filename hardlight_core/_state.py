@@ -20,7 +20,12 @@ class ConnectionState(enum.Enum):
     OPEN = "open"  # HardLight messages flow
     CLOSING = "closing"  # a close frame was sent or received, waiting for the other
     CLOSED = "closed"  # finished cleanly (or refused); nothing more to read
-    ERROR = "error"  # a protocol error or lost socket ended it
+    ERROR = "error"  # a protocol error, a peer that stopped reading or a lost socket ended it
+
+    @property
+    def ended(self) -> bool:
+        """True in the end states: nothing more is read or sent."""
+        return self in _ENDED
 
 
 class Trigger(enum.Enum):
@@ -32,7 +37,11 @@ class Trigger(enum.Enum):
     CLOSE_RECEIVED = "close frame received"
     CLOSE_COMPLETED = "close handshake completed"
     PROTOCOL_ERROR = "protocol error"
+    PEER_NOT_READING = "peer stopped reading"
     CONNECTION_LOST = "connection lost"
+
+
+_ENDED = frozenset({ConnectionState.CLOSED, ConnectionState.ERROR})
 
 
 S, T = ConnectionState, Trigger
@@ -41,19 +50,21 @@ TRANSITIONS: dict[tuple[ConnectionState, Trigger], ConnectionState] = {
     (S.CONNECTING, T.REFUSED): S.CLOSED,
     (S.CONNECTING, T.PROTOCOL_ERROR): S.ERROR,
     (S.CONNECTING, T.CONNECTION_LOST): S.ERROR,
+    (S.CONNECTING, T.PEER_NOT_READING): S.ERROR,
     (S.CONNECTING, T.CLOSE_SENT): S.CLOSED,
     (S.OPEN, T.CLOSE_SENT): S.CLOSING,
-    (S.OPEN, T.CLOSE_RECEIVED): S.CLOSING,
+    # a close frame received while open is echoed at once: the handshake is complete
+    (S.OPEN, T.CLOSE_RECEIVED): S.CLOSED,
     (S.OPEN, T.PROTOCOL_ERROR): S.ERROR,
+    (S.OPEN, T.PEER_NOT_READING): S.ERROR,
     (S.OPEN, T.CONNECTION_LOST): S.ERROR,
     (S.CLOSING, T.CLOSE_COMPLETED): S.CLOSED,
     (S.CLOSING, T.CLOSE_RECEIVED): S.CLOSED,
-    (S.CLOSING, T.CLOSE_SENT): S.CLOSED,
     (S.CLOSING, T.PROTOCOL_ERROR): S.ERROR,
+    (S.CLOSING, T.PEER_NOT_READING): S.ERROR,
     (S.CLOSING, T.CONNECTION_LOST): S.CLOSED,
     (S.CLOSED, T.CONNECTION_LOST): S.CLOSED,
     (S.ERROR, T.CONNECTION_LOST): S.ERROR,
-    (S.ERROR, T.PROTOCOL_ERROR): S.ERROR,
 }
 del S, T
 
