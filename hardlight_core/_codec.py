@@ -37,7 +37,7 @@ from ._layout import (
     struct_layout,
     tuple_layout,
 )
-from ._types import ArrayLen, BoxMarker, CharMarker, Err, Float, Int, Ok, Variant
+from ._types import ArrayLen, BoxMarker, CharMarker, Err, Float, Int, Ok, Some, Variant
 
 __all__ = ["Codec", "codec_for", "decode", "encode"]
 
@@ -52,6 +52,10 @@ _U64 = struct.Struct("<Q")
 # A vector of zero-sized elements costs no bytes; cap it so hostile input cannot
 # make us build a list of four billion items.
 MAX_ZST_ELEMENTS: Final = 1 << 20
+# Pointers followed inside one another (Box, Vec and HashMap of out-of-line
+# data). rkyv has no limit; ours keeps a recursive type's decoding well inside
+# Python's recursion limit, so hostile nesting is a DecodeError, not a crash.
+MAX_DEPTH: Final = 100
 
 _Writer = bytearray
 
@@ -69,13 +73,22 @@ def _kind(v: Any) -> str:
 class _Dec:
     """Decoding state: the buffer and rkyv's current subtree range ``[lo, hi)``."""
 
-    __slots__ = ("data", "hi", "lo", "n")
+    __slots__ = ("data", "depth", "hi", "lo", "n")
 
     def __init__(self, data: bytes) -> None:
         self.data = data
         self.n = len(data)
         self.lo = 0
         self.hi = self.n
+        self.depth = 0
+
+    def enter(self, what: str, pos: int) -> None:
+        """One pointer deeper; refuses nesting beyond :data:`MAX_DEPTH`."""
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise DecodeError(
+                f"{what} at offset {pos}: out-of-line data nested more than {MAX_DEPTH} deep"
+            )
 
     def ptr(self, base: int, off: int, size: int, align: int, what: str) -> int:
         """Check a relative pointer at ``base`` to ``size`` bytes; returns the target."""
@@ -122,6 +135,7 @@ class _Node:
         "has_deps",
         "hashable",
         "name",
+        "nullable",
         "shape",
         "size",
     )
@@ -131,6 +145,9 @@ class _Node:
         self.finished = False
         self.has_deps = False
         self.hashable = False
+        # None is one of its values (unit, options, boxes of those): such a
+        # type cannot sit inside the flattening Optional[T].
+        self.nullable = False
         # For scalars usable in one precompiled struct.Struct: format char and
         # conversions (None = identity).
         self.fmt: str | None = None
@@ -155,8 +172,14 @@ class _Node:
         """Validate and read the archived object at ``pos`` (already bounds-checked)."""
         raise NotImplementedError
 
-    def feed(self, v: Any) -> bytes:
-        """The bytes Rust's ``Hash`` feeds a hasher for this value (map keys)."""
+    def feed(self, v: Any, archived: bool = False) -> bytes:
+        """The bytes Rust's ``Hash`` feeds a hasher for this value (map keys).
+
+        rkyv builds a map's hash index from the *unarchived* keys and validates it
+        by hashing the *archived* keys (``archived=True``); the two differ only
+        where the archived type differs (``usize`` hashes 8 bytes, its archived
+        ``u32`` 4).
+        """
         raise TypeError(f"{self.name} cannot be a HashMap key")
 
 
@@ -202,8 +225,9 @@ class _IntNode(_Node):
             return self.st.unpack_from(d.data, pos)[0]
         return int.from_bytes(d.data[pos:pos + self.size], "little", signed=self.lo < 0)
 
-    def feed(self, v: Any) -> bytes:
-        return int(v).to_bytes(self.hash_width, "little", signed=self.lo < 0)
+    def feed(self, v: Any, archived: bool = False) -> bytes:
+        width = self.size if archived else self.hash_width
+        return int(v).to_bytes(width, "little", signed=self.lo < 0)
 
 
 _F32 = struct.Struct("<f")
@@ -296,7 +320,7 @@ class _BoolNode(_Node):
     def dec(self, d: _Dec, pos: int) -> Any:
         return _bool_dec(d.data[pos], pos)
 
-    def feed(self, v: Any) -> bytes:
+    def feed(self, v: Any, archived: bool = False) -> bytes:
         return b"\x01" if v else b"\x00"
 
 
@@ -332,7 +356,7 @@ class _CharNode(_Node):
     def dec(self, d: _Dec, pos: int) -> Any:
         return _char_dec(_U32.unpack_from(d.data, pos)[0], pos)
 
-    def feed(self, v: Any) -> bytes:
+    def feed(self, v: Any, archived: bool = False) -> bytes:
         return _U32.pack(ord(v))
 
 
@@ -342,6 +366,7 @@ class _UnitNode(_Node):
     def __init__(self, name: str = "()") -> None:
         super().__init__(name)
         self.hashable = True
+        self.nullable = True
         self.set_shape(Shape(0, 1))
 
     def obj(self, v: Any, r: Any, pos: int) -> bytes:
@@ -352,7 +377,7 @@ class _UnitNode(_Node):
     def dec(self, d: _Dec, pos: int) -> Any:
         return None
 
-    def feed(self, v: Any) -> bytes:
+    def feed(self, v: Any, archived: bool = False) -> bytes:
         return b""
 
 
@@ -405,9 +430,11 @@ class _StrNode(_Node):
         try:
             return raw.decode("utf-8")
         except UnicodeDecodeError as e:
-            raise DecodeError(f"String at offset {pos}: invalid UTF-8 ({e.reason})") from None
+            reason = f"{e.reason} at byte {e.start}"
+        # Raised outside the handler: a DecodeError never carries another exception.
+        raise DecodeError(f"String at offset {pos}: invalid UTF-8 ({reason})")
 
-    def feed(self, v: Any) -> bytes:
+    def feed(self, v: Any, archived: bool = False) -> bytes:
         return _utf8(v) + b"\xff"
 
 
@@ -438,13 +465,13 @@ class _BytesNode(_Node):
         d.lo = t + ln
         return d.data[t:t + ln]
 
-    def feed(self, v: Any) -> bytes:
+    def feed(self, v: Any, archived: bool = False) -> bytes:
         return _U64.pack(len(v)) + bytes(v)
 
 
-def _hash_items(node: _Node, v: Any) -> bytes:
+def _hash_items(node: _Node, v: Any, archived: bool) -> bytes:
     # Hash for [T] / Vec<T> / [T; N]: length as usize, then the elements.
-    return _U64.pack(len(v)) + b"".join(node.feed(x) for x in v)
+    return _U64.pack(len(v)) + b"".join(node.feed(x, archived) for x in v)
 
 
 class _VecNode(_Node):
@@ -511,8 +538,10 @@ class _VecNode(_Node):
         if e.has_deps:
             saved = d.hi
             d.hi = t
+            d.enter(self.name, pos)
             edec = e.dec
             out = [edec(d, t + i * esize) for i in range(ln)]
+            d.depth -= 1
             d.lo = t + size
             d.hi = saved
             return out
@@ -521,8 +550,8 @@ class _VecNode(_Node):
         d.lo = t + size
         return out
 
-    def feed(self, v: Any) -> bytes:
-        return _hash_items(self.elem, v)
+    def feed(self, v: Any, archived: bool = False) -> bytes:
+        return _hash_items(self.elem, v, archived)
 
 
 class _BoxNode(_Node):
@@ -533,6 +562,7 @@ class _BoxNode(_Node):
         self.inner = inner
         self.has_deps = True
         self.hashable = inner.hashable
+        self.nullable = inner.nullable
         self.set_shape(Shape(4, 4))
 
     def deps(self, v: Any, w: _Writer) -> Any:
@@ -552,13 +582,15 @@ class _BoxNode(_Node):
         t = d.ptr(pos, off, i.size, i.align, self.name)
         saved = d.hi
         d.hi = t
+        d.enter(self.name, pos)
         v = i.dec(d, t)
+        d.depth -= 1
         d.lo = t + i.size
         d.hi = saved
         return v
 
-    def feed(self, v: Any) -> bytes:
-        return self.inner.feed(v)
+    def feed(self, v: Any, archived: bool = False) -> bytes:
+        return self.inner.feed(v, archived)
 
 
 # ---------------------------------------------------------------- aggregates
@@ -719,8 +751,8 @@ class _StructNode(_Node):
             return self.cls(*self.dec_perm(vals))
         return self.cls(*self.fields.dec(d, pos))
 
-    def feed(self, v: Any) -> bytes:
-        return b"".join(n.feed(getattr(v, name))
+    def feed(self, v: Any, archived: bool = False) -> bytes:
+        return b"".join(n.feed(getattr(v, name), archived)
                         for name, n in zip(self.names, self.fields.nodes, strict=True))
 
 
@@ -804,10 +836,10 @@ class _TupleNode(_Node):
             return tuple(self.dec_perm(vals))
         return tuple(self.fields.dec(d, pos))
 
-    def feed(self, v: Any) -> bytes:
+    def feed(self, v: Any, archived: bool = False) -> bytes:
         if self.is_array:
-            return _hash_items(self.elem, v)
-        return b"".join(n.feed(x) for n, x in zip(self.fields.nodes, v, strict=True))
+            return _hash_items(self.elem, v, archived)
+        return b"".join(n.feed(x, archived) for n, x in zip(self.fields.nodes, v, strict=True))
 
 
 class _UnitEnumNode(_Node):
@@ -906,16 +938,47 @@ _NONE_GETTER: Callable[[Any], tuple[Any, ...]] = lambda v: ()  # noqa: E731
 
 
 class _OptionNode(_EnumNode):
+    """``ArchivedOption<T>``: a ``repr(u8)`` enum (``None`` = 0, ``Some(T)`` = 1), so
+    the payload sits after the tag at its own alignment, whatever T is (another
+    option, a data enum, a struct: each keeps its own tag and layout)."""
+
     __slots__ = ()
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.nullable = True
 
     def _tag(self, v: Any) -> int:
         return 0 if v is None else 1
 
 
+class _SomeOptionNode(_OptionNode):
+    """``Option[T]``: values are ``None`` or :class:`Some`."""
+
+    __slots__ = ()
+
+    def _tag(self, v: Any) -> int:
+        if v is None:
+            return 0
+        if isinstance(v, Some):
+            return 1
+        raise EncodeError(f"{self.name}: expected None or Some(...), got {_kind(v)} {v!r}")
+
+
 def _option_node(inner: _Node) -> _EnumNode:
+    if inner.nullable:
+        raise TypeError(f"Optional[{inner.name}] is ambiguous (None is already one of "
+                        f"{inner.name}'s values): use Option[...] from hardlight_core._types")
     node = _OptionNode(f"Option<{inner.name}>")
     node.setup([type(None), object], [[], [inner]], [_NONE_GETTER, lambda v: (v,)],
                [lambda: None, lambda x: x])
+    return node
+
+
+def _some_option_node(inner: _Node) -> _EnumNode:
+    node = _SomeOptionNode(f"Option<{inner.name}>")
+    node.setup([type(None), Some], [[], [inner]], [_NONE_GETTER, lambda v: (v.value,)],
+               [lambda: None, Some])
     return node
 
 
@@ -986,20 +1049,28 @@ class _MapNode(_Node):
         t = d.ptr(pos + 8, eoff, n * es.size, es.align, what + " entries")
         saved = d.hi
         d.hi = t
+        d.enter(what, pos)
         entries = [self.entry.dec(d, t + i * es.size) for i in range(n)]
+        d.depth -= 1
         d.lo = t + n * es.size
         d.hi = saved
         out: dict[Any, Any] = {}
         kn = self.key
         for i, (k, x) in enumerate(entries):
-            if lookup(displace, kn.feed(k)) != i:
+            # rkyv's validator hashes the archived key (ArchivedHashIndex::index).
+            if lookup(displace, kn.feed(k, True)) != i:
                 raise DecodeError(f"{what} at offset {pos}: entry {i} is not where the hash "
                                   "index puts its key")
-            try:
-                out[k] = x
-            except TypeError:
-                raise DecodeError(f"{what} at offset {pos}: key {k!r} is unhashable") from None
+            out[_freeze(k)] = x
         return out
+
+
+def _freeze(k: Any) -> Any:
+    """A decoded map key as a hashable value: ``Vec`` keys decode to lists, so
+    turn lists (at any depth of tuples) into tuples."""
+    if isinstance(k, (list, tuple)):
+        return tuple(_freeze(x) for x in k)
+    return k
 
 
 # ---------------------------------------------------------------- compilation
@@ -1108,6 +1179,12 @@ def _build(tp: Any) -> _Node:
         rest = [a for a in args if a is not type(None)]
         optional = len(rest) != len(args)
         inner: _Node
+        somes = [a for a in rest if a is Some or typing.get_origin(a) is Some]
+        if somes:
+            if not optional or len(rest) != 1 or rest[0] is Some:
+                raise TypeError(f"Some[T] only appears as Option[T] (Some[T] | None), not in "
+                                f"{tp!r}")
+            return _some_option_node(_need(_compile(typing.get_args(rest[0])[0]), "Option"))
         if len(rest) == 2 and typing.get_origin(rest[0]) is Ok \
                 and typing.get_origin(rest[1]) is Err:
             inner = _result_node(_need(_compile(typing.get_args(rest[0])[0]), "Result"),
@@ -1124,6 +1201,8 @@ def _build(tp: Any) -> _Node:
         return inner
     cls = origin if origin is not None else tp
     if isinstance(cls, type):
+        if issubclass(cls, Some):
+            raise TypeError("Some[T] only appears as Option[T] (Some[T] | None)")
         if issubclass(cls, Variant):
             return _variant_enum([tp])
         if issubclass(cls, msgspec.Struct):
@@ -1220,14 +1299,9 @@ class Codec:
             )
         d = _Dec(data)
         d.hi = root
-        try:
-            return node.dec(d, root)
-        except DecodeError:
-            raise
-        except RecursionError:
-            raise DecodeError(f"{node.name}: archive nested too deeply") from None
-        except Exception as e:  # defensive: nothing else may escape
-            raise DecodeError(f"{node.name}: malformed archive ({type(e).__name__}: {e})") from None
+        # Every check is explicit; any other exception here is a codec bug and
+        # is left to propagate as itself.
+        return node.dec(d, root)
 
 
 _CODECS: dict[Any, Codec] = {}

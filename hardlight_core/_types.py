@@ -11,7 +11,9 @@ Vec<u8>                ``bytes``
 Vec<T>                 ``list[T]``
 (A, B, ..)             ``tuple[A, B, ..]``
 [T; N]                 ``Array[T, N]`` (values are tuples)
-Option<T>              ``Optional[T]`` / ``T | None``
+Option<T>              ``Optional[T]`` / ``T | None`` (values: None or the value), or
+                       ``Option[T]`` (values: None or :class:`Some`); nest with
+                       ``Option[...]``: ``Optional[Optional[T]]`` is flattened by Python
 Box<T>                 ``Box[T]``
 Result<T, E>           ``Result[T, E]`` (values are :class:`Ok` / :class:`Err`)
 HashMap<K, V>          ``dict[K, V]``
@@ -40,7 +42,9 @@ __all__ = [
     "Float",
     "Int",
     "Ok",
+    "Option",
     "Result",
+    "Some",
     "Variant",
     "char",
     "f32",
@@ -142,6 +146,19 @@ class Err(msgspec.Struct, Generic[E], frozen=True):
 
 
 Result: TypeAlias = Ok[T] | Err[E]
+
+
+class Some(msgspec.Struct, Generic[T], frozen=True):
+    """The ``Some`` side of an :data:`Option` (``None`` is the other side)."""
+
+    value: T
+
+
+Option: TypeAlias = Some[T] | None
+"""``Option[T]``: a Rust ``Option<T>`` whose values are ``None`` or ``Some(value)``.
+
+Unlike ``Optional[T]`` it nests: ``Option[Option[u8]]`` is ``Option<Option<u8>>``
+(values ``None``, ``Some(None)``, ``Some(Some(5))``)."""
 
 
 class Variant(msgspec.Struct, frozen=True):
