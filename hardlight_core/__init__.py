@@ -5,6 +5,7 @@ the HTTP upgrade, WebSocket framing, RPC multiplexing, state deltas and topics.
 """
 
 from ._bus import BusUnavailable, subject_topic, topic_subject
+from ._channel import Channel
 from ._client_core import (
     CallOutcome,
     ClientClosed,
@@ -13,6 +14,7 @@ from ._client_core import (
     EventDelivered,
     StateUpdated,
 )
+from ._client_driver import ClientDriver, ClientPhase, Waiter
 from ._codec import Codec, codec_for, decode, encode
 from ._config import ClientConfig, HandshakeInfo, ReconnectPolicy, Refuse, ServerConfig
 from ._conn_state import StateMirror, StateTracker
@@ -43,6 +45,7 @@ from ._errors import (
     ClientEncodeError,
     ClientNotConnected,
     CodecError,
+    ConnectError,
     ConnectionRefused,
     DecodeError,
     EncodeError,
@@ -50,6 +53,7 @@ from ._errors import (
     HardLightError,
     LocalProtocolError,
     MessageTooLarge,
+    PeerNotReading,
     ProtocolError,
     RemoteProtocolError,
     RpcError,
@@ -73,11 +77,13 @@ from ._events import (
     StateChanged,
 )
 from ._limits import Limits
-from ._server_core import HandlerCall, ServerCore, ServerSession
+from ._server_core import EventEmitter, HandlerCall, ServerCore, ServerSession, ShutdownStep
 from ._service import Handler, MethodSpec, Service, ServiceSpec
+from ._session import ClientMessageSession, ServerMessageSession, SessionState
 from ._state import ConnectionState
 from ._tls import CertificateMismatch, ClientTLS, ServerTLS, fingerprint_sha256
 from ._topics import EventBus, EventSwitch, LocalBus, TopicCreated, TopicRemoved
+from ._transport import ClientTransport, MessageReceived, ServerTransport
 from ._types import (
     Array,
     Box,
@@ -103,6 +109,20 @@ from ._types import (
 )
 
 __all__ = [
+    "ConnectError",
+    "Waiter",
+    "ClientPhase",
+    "ClientDriver",
+    "ShutdownStep",
+    "SessionState",
+    "ServerTransport",
+    "ServerMessageSession",
+    "PeerNotReading",
+    "MessageReceived",
+    "EventEmitter",
+    "ClientTransport",
+    "ClientMessageSession",
+    "Channel",
     "Array",
     "Box",
     "BusUnavailable",

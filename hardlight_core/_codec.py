@@ -605,7 +605,11 @@ class _Fields:
         self.nodes = nodes
         self.offsets = offsets
         # rkyv 0.7 serializes tuple elements last to first (its impl_tuple macro
-        # lists them in reverse); we check them in the same order.
+        # lists them in reverse), but bytecheck 0.6 checks them first to last
+        # (its tuple of field pointers is built in the reversed order too, so
+        # the two reversals cancel). Hence a tuple with out-of-line data in two
+        # or more elements fails rkyv's own validation; decoding in
+        # declaration order reproduces exactly that.
         self.reverse = reverse
         self.deps_idx = [i for i, n in enumerate(nodes) if n.has_deps]
         if reverse:
@@ -631,11 +635,6 @@ class _Fields:
             out[o:o + len(b)] = b
 
     def dec(self, d: _Dec, pos: int) -> list[Any]:
-        if self.reverse:
-            out = [n.dec(d, pos + o) for n, o in zip(reversed(self.nodes),
-                                                     reversed(self.offsets), strict=True)]
-            out.reverse()
-            return out
         return [n.dec(d, pos + o) for n, o in zip(self.nodes, self.offsets, strict=True)]
 
 

@@ -55,11 +55,13 @@ class StateTracker(Generic[S]):
 
         Fields holding immutable values are compared by value first and archived only
         when they differ; others (lists, dicts, structs) are archived every time,
-        since they can change in place.
+        since they can change in place. All or nothing: if a field does not archive,
+        the EncodeError propagates and nothing counts as synced.
         """
         updates = []
         synced = self._synced
         values = self._values
+        seen: list[tuple[int, Any, bytes]] = []
         for index, (name, codec) in enumerate(self._fields):
             value = getattr(state, name)
             last = values[index]
@@ -70,12 +72,31 @@ class StateTracker(Generic[S]):
                 and value == last
             ):
                 continue
-            data = codec.encode(value)
+            seen.append((index, value, codec.encode(value)))
+        for index, value, data in seen:
             values[index] = value if isinstance(value, _IMMUTABLE) else _UNSET
             if data != synced[index]:
                 synced[index] = data
                 updates.append(StateUpdate(index, data))
         return updates
+
+    def rollback(self, state: S) -> list[str]:
+        """Put back, from its last synced archive, every field that does not archive or
+        differs from it; returns the names of the fields restored."""
+        restored = []
+        for index, (name, codec) in enumerate(self._fields):
+            data = self._synced[index]
+            if data is None:
+                continue
+            try:
+                current: bytes | None = codec.encode(getattr(state, name))
+            except Exception:
+                current = None
+            if current != data:
+                setattr(state, name, codec.decode(data))
+                self._values[index] = _UNSET
+                restored.append(name)
+        return restored
 
 
 class StateMirror(Generic[S]):

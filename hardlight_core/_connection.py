@@ -14,7 +14,13 @@ from collections import deque
 from collections.abc import Callable, Iterator
 
 from ._envelope import StateUpdate, Topic
-from ._errors import ClientNotConnected, LocalProtocolError, MessageTooLarge, RpcHandlerError
+from ._errors import (
+    ClientNotConnected,
+    LocalProtocolError,
+    MessageTooLarge,
+    ProtocolError,
+    RpcHandlerError,
+)
 from ._events import CallFailed, ConnectionClosed, Event
 from ._framing import Opcode, frame_bytes
 from ._limits import Limits
@@ -84,6 +90,11 @@ class _Connection:
         """The adapter could not write what it was given: the connection is lost."""
         self.transport.send_failed()
         self._pump()
+
+    def fail(self, error: ProtocolError) -> None:
+        """Close because of ``error``, found above the transport (its close code is sent)."""
+        self.transport.fail(error)
+        self._take_transport_events()
 
     def close(self, code: int = 1000, reason: str = "", now: float | None = None) -> None:
         """Start the close handshake (or end a connection still in its handshake)."""

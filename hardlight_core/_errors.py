@@ -19,6 +19,7 @@ __all__ = [
     "ClientEncodeError",
     "ClientNotConnected",
     "CodecError",
+    "ConnectError",
     "ConnectionRefused",
     "DecodeError",
     "EncodeError",
@@ -198,12 +199,27 @@ class HandlerPanicked(RpcError):
     kind = RpcHandlerError.HandlerPanicked
 
 
-class CallTimeout(ClientNotConnected):
+class CallTimeout(RpcError, TimeoutError):
     """No answer arrived within the call's timeout (the id stays reserved until one does).
 
-    A subclass of :class:`ClientNotConnected` because, to the caller, the outcome is
-    the same: the call's result is unknown.
+    A :class:`TimeoutError` too: the call may still have run on the server, its result
+    is unknown. The connection stays open.
     """
+
+    kind = RpcHandlerError.ClientNotConnected
+
+
+class ConnectError(HardLightError, OSError):
+    """Connecting failed before the handshake: the address could not be reached, TCP or
+    TLS failed, or the connect timeout passed. ``address`` is where, ``cause`` why
+    (also ``__cause__``); an ``OSError`` too, so existing ``except OSError`` works."""
+
+    def __init__(self, address: str, cause: BaseException | str) -> None:
+        reason = cause if isinstance(cause, str) else (str(cause) or type(cause).__name__)
+        HardLightError.__init__(self, f"could not connect to {address}: {reason}")
+        self.address = address
+        self.cause = cause
+        self.errno = getattr(cause, "errno", None)
 
 
 _BY_KIND: dict[RpcHandlerError, type[RpcError]] = {

@@ -1,16 +1,24 @@
-"""The server engine: connections, handlers, state sync and topic fan-out, without I/O.
+"""The server driver: connections, handlers, state sync, topics and shutdown, without I/O.
 
-An adapter owns sockets and a way to run coroutines; everything else is decided
-here, so every adapter behaves the same:
+Every decision a HardLight server takes lives here, so every adapter behaves the
+same. An adapter supplies only what needs a runtime:
 
-* :meth:`ServerCore.open_session` for each accepted socket; feed its bytes to
-  :meth:`ServerSession.receive_data`, which returns the :class:`HandlerCall` s to
-  run; run each ``call.coroutine`` and report with :meth:`ServerSession.complete`.
-* Write :meth:`ServerSession.data_to_send` to the socket whenever
-  ``ServerCore.on_output`` names the session (coalesce: once per loop turn).
-* Close the socket when :attr:`ServerSession.finished` is true.
-* ``ServerCore.on_topic`` receives ``TopicCreated`` / ``TopicRemoved`` for the
-  server's topic notifier.
+* bytes: :meth:`ServerCore.open_session` per accepted socket; feed what it reads to
+  :meth:`ServerSession.receive_data`; write :meth:`ServerSession.data_to_send`
+  when ``ServerCore.on_output`` names the session; close the socket once
+  :attr:`ServerSession.finished`; call :meth:`ServerSession.connection_lost` when
+  the socket is gone;
+* coroutines: ``ServerCore.spawn(coroutine)`` runs one to its end on the adapter's
+  runtime and returns a function that cancels it (handler calls; see
+  :meth:`HandlerCall.run`);
+* time: :meth:`ServerSession.get_timer` / :meth:`ServerSession.handle_timer`.
+
+Containment: nothing a handler does (raise, return a value that does not encode,
+leave state that does not archive, a signature or decorator that fails) reaches
+the transport. The call is answered ``HandlerPanicked`` (``ServerEncodeError`` for
+a return value that does not encode), logged with the method and the error, and
+the connection and every other one go on. A failure of the server itself closes
+only its connection, with 1011.
 
 Ordering guarantees the reference lacks: a call's state change is queued before
 its response; a subscription made by a handler is in effect for the very next
@@ -20,67 +28,126 @@ emit; a closing connection is unsubscribed from everything.
 from __future__ import annotations
 
 import contextlib
-import dis
 import logging
-from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
+from collections.abc import Callable, Coroutine, Generator, Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
 from typing import Any
 
+from ._channel import Channel
+from ._codec import encode
 from ._config import HandshakeInfo, Refuse, ServerConfig
 from ._conn_state import StateTracker
 from ._connection import ServerConnection, server_frame
 from ._envelope import NewEvent, StateUpdate, Topic, pack
-from ._errors import LocalProtocolError, RpcHandlerError
+from ._errors import LocalProtocolError, ProtocolError, RpcHandlerError
 from ._events import CallReceived, ConnectionClosed, HandshakeRequested
 from ._limits import Limits
 from ._service import ServiceSpec, outcome_to_output
 from ._state import ConnectionState
 from ._topics import EventSwitch, TopicCreated, TopicRemoved
-from ._types import Err
+from ._types import Err, Ok
 
-__all__ = ["HandlerCall", "ServerCore", "ServerSession"]
+__all__ = [
+    "EventEmitter",
+    "HandlerCall",
+    "ServerCore",
+    "ServerSession",
+    "ShutdownStep",
+]
 
 log = logging.getLogger("hardlight")
 
 TopicChange = TopicCreated | TopicRemoved
 
+NOTIFIER_QUEUE_SIZE = 10_000
 
-@dataclass(slots=True)
+Cancel = Callable[[], object]
+Spawn = Callable[[Coroutine[Any, Any, None]], Cancel]
+
+
+@dataclass(slots=True, eq=False)
 class HandlerCall:
-    """One call for the adapter to run: await ``coroutine``, then report to ``session``.
-
-    ``never_awaits`` is True when the handler's body has no ``await`` at all: it cannot
-    suspend, so an adapter may run it to its end at once instead of scheduling a task.
-    """
+    """One call for a handler: ``coroutine`` is the handler's, :meth:`run` serves it whole."""
 
     session: ServerSession
     call_id: int
     method: str
     coroutine: Coroutine[Any, Any, Any]
-    never_awaits: bool = False
+    cancel: Cancel | None = field(default=None)
+
+    async def run(self) -> None:
+        """Await the handler and report its outcome (whatever it raises is contained)."""
+        session = self.session
+        lock = session.core.lock
+        try:
+            if lock is None:
+                value = await self.coroutine
+            else:
+                value = await _StepsUnderLock(self.coroutine, lock)
+        except Exception as exc:
+            error: BaseException | None = exc
+            value = None
+        except BaseException:  # cancelled (shutdown, connection gone): nobody to answer
+            session.running.pop(self.call_id, None)
+            raise
+        else:
+            error = None
+        if lock is None:
+            session.complete(self, value=value, error=error)
+        else:
+            with lock:
+                session.complete(self, value=value, error=error)
+
+    def run_inline(self) -> None:
+        """Drive the handler to its end at once, for loops that run only handlers that
+        never wait (custom loops, replay); one that suspends answers HandlerPanicked."""
+        try:
+            self.coroutine.send(None)
+        except StopIteration as done:
+            self.session.complete(self, value=done.value)
+        except Exception as exc:
+            self.session.complete(self, error=exc)
+        else:
+            self.coroutine.close()
+            self.session.complete(
+                self, error=RuntimeError("the handler awaited, and this loop runs it inline")
+            )
 
 
-_SUSPENDING_OPS = frozenset(
-    {
-        "GET_AWAITABLE",
-        "SEND",
-        "YIELD_VALUE",
-        "GET_AITER",
-        "GET_ANEXT",
-        "BEFORE_ASYNC_WITH",
-        "END_ASYNC_FOR",
-        "ASYNC_GEN_WRAP",
-        "YIELD_FROM",
-    }
-)
+class _StepsUnderLock:
+    """Drives a coroutine holding ``lock`` during each step, never across an await (the
+    threads adapter: handlers touch the core, which its I/O threads share)."""
+
+    __slots__ = ("coroutine", "lock")
+
+    def __init__(self, coroutine: Coroutine[Any, Any, Any], lock: AbstractContextManager[Any]):
+        self.coroutine = coroutine
+        self.lock = lock
+
+    def __await__(self) -> Generator[Any, Any, Any]:
+        coroutine = self.coroutine
+        value: Any = None
+        error: BaseException | None = None
+        while True:
+            with self.lock:
+                try:
+                    yielded = coroutine.throw(error) if error is not None else coroutine.send(value)
+                except StopIteration as done:
+                    return done.value
+            try:
+                value, error = (yield yielded), None
+            except BaseException as exc:
+                value, error = None, exc
 
 
-def never_awaits(function: Any) -> bool:
-    """True when a coroutine function's own code contains no await (it cannot suspend)."""
-    code = getattr(getattr(function, "__func__", function), "__code__", None)
-    if code is None:
-        return False
-    return not any(i.opname in _SUSPENDING_OPS for i in dis.get_instructions(code))
+@dataclass(frozen=True, slots=True)
+class ShutdownStep:
+    """One wait of a graceful stop: until ``done()`` or ``timeout`` seconds, whichever first."""
+
+    what: str
+    done: Callable[[], bool]
+    timeout: float
 
 
 class ServerCore:
@@ -98,24 +165,28 @@ class ServerCore:
     ) -> None:
         self.spec = ServiceSpec.of(handler_class)
         self.handler_class = handler_class
-        #: methods whose handler body never awaits (adapters may run them at once)
-        self.never_awaits = {
-            m.name: never_awaits(getattr(handler_class, m.name, None)) for m in self.spec.methods
-        }
         self.handler_factory = handler_factory or handler_class
         self.limits = limits or Limits()
         self.max_connections = max_connections
         self.allowed_origins = allowed_origins
         self.authenticate = authenticate
         self.switch: EventSwitch[ServerSession] = EventSwitch()
+        #: connections whose socket the adapter still holds (handshaking ones included)
         self.sessions: set[ServerSession] = set()
+        #: runs a coroutine on the adapter's runtime, returns its cancel function; without
+        #: one, ``receive_data`` returns the calls for the caller to run
+        self.spawn: Spawn | None = None
+        #: held around every step of a handler (threads adapter); None on event loops
+        self.lock: AbstractContextManager[Any] | None = None
         #: called with a session whose outgoing buffer became non-empty
-        self.on_output: Callable[[ServerSession], None] = lambda session: None
-        #: called with every TopicCreated / TopicRemoved
-        self.on_topic: Callable[[TopicChange], None] = lambda change: None
+        self.on_output: Callable[[ServerSession], None] = _ignore
+        #: called with every TopicCreated / TopicRemoved (after the notifier got it)
+        self.on_topic: Callable[[TopicChange], None] = _ignore
         #: called with every event emitted on this node (an event bus publishes it)
-        self.on_emit: Callable[[Topic, bytes], None] = lambda topic, payload: None
+        self.on_emit: Callable[[Topic, bytes], None] = _ignore_emit
         self.events_emitted = 0
+        self.accepting = True
+        self._notifier: Channel[TopicChange] | None = None
         self._open_sessions = 0
 
     @classmethod
@@ -132,6 +203,8 @@ class ServerCore:
             handler_factory=handler_factory,
         )
 
+    # -- connections -------------------------------------------------------------------------
+
     def open_session(self) -> ServerSession:
         """A new connection (its handshake not yet read)."""
         session = ServerSession(self)
@@ -143,11 +216,34 @@ class ServerCore:
         """How many connections passed the handshake and have not ended."""
         return self._open_sessions
 
+    @property
+    def connection_count(self) -> int:
+        """Sockets the server holds, handshaking and closing ones included."""
+        return len(self.sessions)
+
+    @property
+    def running_calls(self) -> int:
+        """Handler calls started and not finished, over every connection."""
+        return sum(len(s.running) for s in self.sessions)
+
+    # -- events and topics -------------------------------------------------------------------
+
+    def event_emitter(self, event_type: Any) -> EventEmitter:
+        """An emitter of events of ``event_type`` (take as many as you like)."""
+        return EventEmitter(self, event_type)
+
+    def topic_notifications(self) -> Channel[TopicChange]:
+        """The one channel of ``TopicCreated`` / ``TopicRemoved`` (bounded; closed at stop)."""
+        if self._notifier is not None:
+            raise LocalProtocolError("topic_notifier() may be called only once per server")
+        self._notifier = Channel(NOTIFIER_QUEUE_SIZE, "topic notifier queue")
+        return self._notifier
+
     def emit(self, topic: Topic, payload: bytes) -> int:
         """Send an event (an rkyv archive) to every connection subscribed to ``topic``.
 
-        The message is packed once per compression level in use, not once per
-        connection. Returns how many local connections it was queued for; the
+        The message is packed and framed once per compression level in use, not once
+        per connection. Returns how many local connections it was queued for; the
         ``on_emit`` hook then hands it to an event bus for the other nodes.
         """
         count = self.deliver(topic, payload)
@@ -174,20 +270,66 @@ class ServerCore:
 
     def subscribe(self, session: ServerSession, topic: Topic) -> None:
         """Subscribe a connection to a topic (reports ``TopicCreated`` if it is new)."""
-        change = self.switch.subscribe(session, topic)
-        if change is not None:
-            self.on_topic(change)
+        self._topic_changed(self.switch.subscribe(session, topic))
 
     def unsubscribe(self, session: ServerSession, topic: Topic) -> None:
         """Unsubscribe a connection (reports ``TopicRemoved`` if it was the last)."""
-        change = self.switch.unsubscribe(session, topic)
-        if change is not None:
-            self.on_topic(change)
+        self._topic_changed(self.switch.unsubscribe(session, topic))
+
+    def _topic_changed(self, change: TopicChange | None) -> None:
+        if change is None:
+            return
+        if self._notifier is not None:
+            self._notifier.put(change)
+        self.on_topic(change)
+
+    # -- stopping ----------------------------------------------------------------------------
+
+    def shutdown(self, grace: float) -> Iterator[ShutdownStep]:
+        """A graceful stop as steps for the adapter to wait on, one after the other.
+
+        New handshakes are refused (503) at once; running calls get ``grace`` seconds
+        to finish; then the rest are cancelled and every connection is closed with
+        1001, which peers get a short while to answer. The adapter aborts the sockets
+        still open after the last step, then calls :meth:`stopped`.
+        """
+        self.accepting = False
+        yield ShutdownStep("running calls to finish", lambda: not self.running_calls, grace)
+        for session in list(self.sessions):
+            session.cancel_calls()
+            session.close(1001, "server shutting down")
+        yield ShutdownStep(
+            "connections to close", lambda: not self.sessions, min(grace, 2.0) + 0.5
+        )
+
+    def stopped(self) -> None:
+        """The server stopped: the topic notifier ends."""
+        if self._notifier is not None:
+            self._notifier.close()
 
     def _forget(self, session: ServerSession) -> None:
         for change in self.switch.unsubscribe_all(session):
-            self.on_topic(change)
-        self.sessions.discard(session)
+            self._topic_changed(change)
+
+
+class EventEmitter:
+    """Sends events of one type to topics, from application code (many may exist)."""
+
+    def __init__(self, core: ServerCore, event_type: Any) -> None:
+        self._core = core
+        self._event_type = event_type
+
+    def emit_nowait(self, topic: Topic, event: Any) -> int:
+        """Queue ``event`` to every connection subscribed to ``topic``; returns how many.
+
+        Never blocks: a subscriber that does not read is closed at its outgoing bound.
+        """
+        payload = encode(event, self._event_type)
+        core = self._core
+        if core.lock is None:
+            return core.emit(topic, payload)
+        with core.lock:
+            return core.emit(topic, payload)
 
 
 class ServerSession:
@@ -200,24 +342,45 @@ class ServerSession:
         self.tracker: StateTracker[Any] | None = None
         self.running: dict[int, HandlerCall] = {}
         self.closed_event: ConnectionClosed | None = None
+        #: what the handshake said (path, headers, origin, level), once it arrived
+        self.handshake: HandshakeInfo | None = None
         #: free for the adapter (e.g. its protocol object for this connection)
         self.adapter: Any = None
+        #: the peer's address, if the adapter knows it
+        self.peer: Any = None
+        self._auth: Any = None
         self._forgotten = False
 
     # -- input ---------------------------------------------------------------------------
 
     def receive_data(self, data: bytes, now: float | None = None) -> list[HandlerCall]:
-        """Feed bytes from the socket (b"" at EOF); returns the calls to run now."""
+        """Feed bytes from the socket (b"" at EOF).
+
+        The calls that arrive are started with ``core.spawn``; without one they are
+        returned for the caller to run (:meth:`HandlerCall.run`).
+        """
         calls: list[HandlerCall] = []
-        self.connection.receive_data(data, now)
-        self._drain(calls)
+        try:
+            self.connection.receive_data(data, now)
+            self._drain(calls)
+        except Exception:
+            self._internal_error("reading from the connection")
+        spawn = self.core.spawn
+        if spawn is not None and calls:
+            for call in calls:
+                if call.call_id in self.running:  # not cancelled meanwhile
+                    call.cancel = spawn(call.run())
+            calls = []
         self._after_io()
         return calls
 
     def handle_timer(self, now: float) -> None:
         """Let deadlines (handshake, idle, pings, close) act."""
-        self.connection.handle_timer(now)
-        self._drain([])
+        try:
+            self.connection.handle_timer(now)
+            self._drain([])
+        except Exception:
+            self._internal_error("handling a timer")
         self._after_io()
 
     def get_timer(self) -> float | None:
@@ -247,80 +410,130 @@ class ServerSession:
             origin=event.origin,
             compression_level=event.compression_level,
         )
-        if core.open_sessions >= core.max_connections:
-            self.connection.refuse(503, "server is at its connection limit")
+        self.handshake = info
+        refusal = self._refusal(info)
+        if refusal is not None:
+            status, reason = refusal
+            log.debug("refused a handshake from %s: %d %s", self.peer, status, reason)
+            self.connection.refuse(status, reason)
             return
-        if (
-            core.allowed_origins is not None
-            and event.origin is not None
-            and event.origin not in core.allowed_origins
-        ):
-            self.connection.refuse(403, f"origin {event.origin} is not allowed")
-            return
-        auth: Any = None
-        if core.authenticate is not None:
-            try:
-                auth = core.authenticate(info)
-            except Refuse as refusal:
-                self.connection.refuse(refusal.status, refusal.reason)
-                return
-            except Exception:
-                log.exception("authenticate hook raised; refusing the handshake")
-                self.connection.refuse(500, "authentication failed")
-                return
         try:
             handler = core.handler_factory()
+            handler._hl_bind(self, self._auth)
         except Exception:
-            log.exception("handler factory raised; refusing the handshake")
+            log.exception("creating the handler failed; refusing the handshake")
             self.connection.refuse(500, "server could not create a handler")
             return
-        handler._hl_bind(self, auth)
         self.handler = handler
-        core._open_sessions += 1
         state = getattr(handler, "state", None)
         if state is not None:
-            self.tracker = StateTracker(type(state))
-            self.tracker.changes(state)  # the default state is what the client starts with
+            try:
+                self.tracker = StateTracker(type(state))
+                self.tracker.changes(state)  # the default state is what the client starts with
+            except Exception:
+                log.exception("the handler's initial state does not archive; refusing")
+                self.connection.refuse(500, "server could not create the connection state")
+                return
+        core._open_sessions += 1
         self.connection.accept()
 
+    def _refusal(self, info: HandshakeInfo) -> tuple[int, str] | None:
+        core = self.core
+        if not core.accepting:
+            return 503, "server shutting down"
+        if core.open_sessions >= core.max_connections:
+            return 503, "server is at its connection limit"
+        if (
+            core.allowed_origins is not None
+            and info.origin is not None
+            and info.origin not in core.allowed_origins
+        ):
+            return 403, f"origin {info.origin} is not allowed"
+        if core.authenticate is not None:
+            try:
+                self._auth = core.authenticate(info)
+            except Refuse as refusal:
+                return refusal.status, refusal.reason
+            except Exception:
+                log.exception("authenticate hook raised; refusing the handshake")
+                return 500, "authentication failed"
+        return None
+
     def _start_call(self, event: CallReceived) -> HandlerCall | None:
+        spec = self.core.spec
         try:
-            method, args = self.core.spec.decode_call(event.internal)
+            method, args = spec.decode_call(event.internal)
         except Exception as exc:  # every decode failure, whatever the bytes
             log.debug("call %d undecodable: %s", event.call_id, exc)
-            self.connection.send_response(event.call_id, Err(RpcHandlerError.ServerDecodeError))
+            self._answer(event.call_id, Err(RpcHandlerError.ServerDecodeError))
             return None
-        coroutine = getattr(self.handler, method.name)(*args)
-        call = HandlerCall(
-            self, event.call_id, method.name, coroutine, self.core.never_awaits[method.name]
-        )
+        try:
+            coroutine = getattr(self.handler, method.name)(*args)
+            if not isinstance(coroutine, Coroutine):
+                raise TypeError(
+                    f"the handler's {method.name}() returned {type(coroutine).__name__}, "
+                    "not a coroutine (declare it async def)"
+                )
+        except Exception as exc:
+            log.error(
+                "handler %s.%s could not be called; answering HandlerPanicked",
+                type(self.handler).__name__,
+                method.name,
+                exc_info=(type(exc), exc, exc.__traceback__),
+            )
+            self._answer(event.call_id, Err(RpcHandlerError.HandlerPanicked))
+            return None
+        call = HandlerCall(self, event.call_id, method.name, coroutine)
         self.running[event.call_id] = call
         return call
 
-    # -- results from the adapter --------------------------------------------------------------
+    # -- results -------------------------------------------------------------------------------
 
     def complete(
         self, call: HandlerCall, value: Any = None, error: BaseException | None = None
     ) -> None:
         """Report how ``call`` ended: its return value, or the exception it raised.
 
-        Queues the state change the call caused (if any) and then its response.
+        Queues the state change the call caused (if any) and then its response. A
+        failed call sends no state change; a state that does not archive is rolled
+        back to what the client last got, and the call answers HandlerPanicked.
         """
         self.running.pop(call.call_id, None)
-        connection = self.connection
-        if connection.state is not ConnectionState.OPEN:
+        if self.connection.state is not ConnectionState.OPEN:
             return  # the connection ended meanwhile: nobody to answer
-        if error is not None and not isinstance(error, Exception):
-            error = RuntimeError(f"handler ended with {type(error).__name__}")
-        spec = self.core.spec
-        output = outcome_to_output(spec, spec.method(call.method), value, error)
-        if self.tracker is not None:
-            self.sync_state()
-        try:  # noqa: SIM105 - a context manager per call costs more than this whole method
-            connection.send_response(call.call_id, output)
-        except LocalProtocolError:
-            pass  # closed while queueing (outgoing queue full): the close says why
+        try:
+            if error is not None and not isinstance(error, Exception):
+                error = RuntimeError(f"handler ended with {type(error).__name__}")
+            spec = self.core.spec
+            output = outcome_to_output(spec, spec.method(call.method), value, error)
+            if self.tracker is not None and isinstance(output, Ok):
+                output = self._sync_state_for(call, output)
+            self._answer(call.call_id, output)
+        except Exception:
+            self._internal_error(f"answering call {call.call_id} ({call.method})")
         self._after_io()
+
+    def _sync_state_for(
+        self, call: HandlerCall, output: Ok[bytes]
+    ) -> Ok[bytes] | Err[RpcHandlerError]:
+        tracker = self.tracker
+        assert tracker is not None
+        state = self.handler.state
+        try:
+            updates = tracker.changes(state)
+        except Exception as exc:
+            log.error(
+                "handler %s.%s left a connection state that does not archive (%s); "
+                "rolled it back and answered HandlerPanicked",
+                type(self.handler).__name__,
+                call.method,
+                exc,
+            )
+            tracker.rollback(state)
+            return Err(RpcHandlerError.HandlerPanicked)
+        if updates:
+            self.connection.send_state_change(updates)
+        return output
 
     def sync_state(self) -> None:
         """Queue one StateChange with every state field that changed since the last sync."""
@@ -331,48 +544,64 @@ class ServerSession:
             self.connection.send_state_change(updates)
             self._after_io()
 
+    def _answer(self, call_id: int, output: Ok[bytes] | Err[RpcHandlerError]) -> None:
+        if self.connection.state is ConnectionState.OPEN:
+            self.connection.send_response(call_id, output)
+
     def queue_frame(self, frame: bytes) -> bool:
         """Queue a whole event frame (fan-out); False if the connection is not open."""
         connection = self.connection
         if connection.state is not ConnectionState.OPEN:
             return False
-        try:
-            connection.send_frame(frame)
-            queued = True
-        except LocalProtocolError:
-            queued = False  # closed: the outgoing queue was full
+        queued = connection.send_frame(frame)
         self._after_io()
         return queued
 
-    # -- output ----------------------------------------------------------------------------------
+    # -- output and end --------------------------------------------------------------------------
 
     def data_to_send(self) -> bytes:
         """Everything queued for the socket; empties the buffer."""
         return self.connection.data_to_send()
 
-    def close(self, code: int = 1000, reason: str = "") -> None:
+    def close(self, code: int = 1000, reason: str = "", now: float | None = None) -> None:
         """Start the close handshake (graceful shutdown uses 1001)."""
-        if self.connection.state in (ConnectionState.OPEN, ConnectionState.CONNECTING):
-            with contextlib.suppress(LocalProtocolError):
-                self.connection.close(code, reason)
+        if not self.connection.state.ended and self.connection.state is not ConnectionState.CLOSING:
+            self.connection.close(code, reason, now)
+            self._drain([])
         self._after_io()
 
+    def cancel_calls(self) -> None:
+        """Cancel every running handler call (their answers are not sent)."""
+        running, self.running = self.running, {}
+        for call in running.values():
+            if call.cancel is not None:
+                call.cancel()
+            else:
+                call.coroutine.close()
+
     def connection_lost(self) -> None:
-        """The socket is gone (reset, EOF or written-to failure): clean everything up."""
-        if self.connection.state not in (ConnectionState.CLOSED, ConnectionState.ERROR):
-            try:
+        """The socket is gone (reset, EOF or a failed write): clean everything up."""
+        if not self.connection.state.ended:
+            with contextlib.suppress(Exception):
                 self.connection.receive_data(b"")
-            except Exception:
-                log.debug("EOF after the connection broke", exc_info=True)
-            self._drain([])
+                self._drain([])
+        self.cancel_calls()
         self._end()
+        self.core.sessions.discard(self)
 
     @property
     def finished(self) -> bool:
         """True once nothing more will be read or written: close the socket."""
-        return self.connection.state in (ConnectionState.CLOSED, ConnectionState.ERROR) and not (
-            self.connection.outgoing_size
-        )
+        connection = self.connection
+        return connection.state.ended and not connection.outgoing_size
+
+    def _internal_error(self, doing: str) -> None:
+        """A bug of the server itself: log it, close this connection only, with 1011."""
+        log.exception("internal error while %s; closing the connection with 1011", doing)
+        with contextlib.suppress(Exception):
+            self.connection.fail(ProtocolError(f"internal error while {doing}", 1011))
+            self._drain([])
+        self._end()
 
     def _end(self) -> None:
         if not self._forgotten:
@@ -382,7 +611,16 @@ class ServerSession:
             self.core._forget(self)
 
     def _after_io(self) -> None:
-        if self.connection.outgoing_size:
+        connection = self.connection
+        if connection.outgoing_size:
             self.core.on_output(self)
-        if self.connection.state in (ConnectionState.CLOSED, ConnectionState.ERROR):
+        if connection.state.ended:
             self._end()
+
+
+def _ignore(_: Any) -> None:
+    pass
+
+
+def _ignore_emit(topic: Topic, payload: bytes) -> None:
+    pass

@@ -14,6 +14,7 @@ from hl_reliability import TIMEOUT, RawClient, ServerThread, close_code
 
 from hardlight_conformance.apps.counter import Counter
 from hardlight_core import RpcHandlerError, ServerDecodeError
+from hardlight_core._client_driver import _Pending
 from hardlight_core._envelope import RPCRequest, encode_client_message, unpack_server_message
 from hardlight_core._service import ServiceSpec
 
@@ -128,14 +129,15 @@ def test_undecodable_calls_get_server_decode_error(server: ServerThread, interna
 
     async def go() -> Any:
         async with Client(Counter, server.client_config()) as client:
-            core = client._core
+            driver = client._driver
+            core = driver.core
             assert core is not None
-            # send raw call bytes through the real client machine
+            # send raw call bytes through the real client machine, awaited like get()
             call_id = core.connection.start_call(internal)
             future = asyncio.get_running_loop().create_future()
-            client._pending[call_id] = future
-            client._protocol.schedule_flush()  # type: ignore[union-attr]
+            driver._pending[call_id] = _Pending(future, "get", None, None)
             core._methods[call_id] = "get"
+            client._flush()
             return await asyncio.wait_for(future, TIMEOUT)
 
     with pytest.raises(ServerDecodeError):
@@ -195,10 +197,10 @@ def test_hundreds_of_abrupt_disconnects_leave_nothing_behind(server: ServerThrea
 
     async def settled() -> tuple[int, int]:
         for _ in range(500):
-            if not server.server._connections and not server.server.core.switch.topics:
+            if not server.server.core.sessions and not server.server.core.switch.topics:
                 break
             await asyncio.sleep(0.01)
-        return len(server.server._connections), len(server.server.core.switch.topics)
+        return len(server.server.core.sessions), len(server.server.core.switch.topics)
 
     assert server.run(settled()) == (0, 0)
     assert _probe(server) == 2
@@ -236,7 +238,7 @@ def test_a_reader_that_never_reads_is_closed_not_buffered_forever() -> None:
 
         async def closed() -> bool:
             for _ in range(500):
-                if not server.server._connections:
+                if not server.server.core.sessions:
                     return True
                 await asyncio.sleep(0.01)
             return False

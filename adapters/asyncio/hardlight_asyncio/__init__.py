@@ -6,7 +6,7 @@ See ``docs/adapters.md``: ``Server(config, Handler)``, ``Client(Service, config)
 from hardlight_core import ConnectionRefused
 from hardlight_core import EventDelivered as Event
 
-from ._client import Client, client_class
+from ._client import Client, Subscription, client_class
 from ._nats import BusUnavailable, NatsBus
 from ._server import EventEmitter, Server, TopicNotifier
 
@@ -18,6 +18,7 @@ __all__ = [
     "EventEmitter",
     "NatsBus",
     "Server",
+    "Subscription",
     "TopicNotifier",
     "client_class",
 ]

@@ -1,4 +1,8 @@
-"""The asyncio server: an ``asyncio.Protocol`` per connection around a ``ServerSession``."""
+"""The asyncio server: an ``asyncio.Protocol`` per connection around a core ``ServerSession``.
+
+The core decides everything; this module reads, writes, runs handler calls as tasks
+and sets one timer per connection.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +10,11 @@ import asyncio
 import contextlib
 import logging
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import Coroutine
 from typing import Any, cast
 
+from hardlight_core import EventEmitter as CoreEventEmitter
 from hardlight_core import (
-    HandlerCall,
-    HardLightError,
     Limits,
     ServerConfig,
     ServerCore,
@@ -19,69 +22,34 @@ from hardlight_core import (
     Topic,
     TopicCreated,
     TopicRemoved,
-    encode,
 )
 
+from ._channel_reader import ChannelReader
 from ._tls_socket import TLSListener, supports_socket_tls
 
 __all__ = ["EventEmitter", "Server", "TopicNotifier"]
 
 log = logging.getLogger("hardlight")
 
-NOTIFIER_QUEUE_SIZE = 10_000
 #: queued output past which a burst of answers is written before the burst ends
 FLUSH_BYTES = 2048
 
 
-class EventEmitter:
+class EventEmitter(CoreEventEmitter):
     """Sends events of one type to topics, from application code (many may exist)."""
-
-    def __init__(self, core: ServerCore, event_type: Any) -> None:
-        self._core = core
-        self._event_type = event_type
 
     async def emit(self, topic: Topic, event: Any) -> int:
         """Queue ``event`` to every connection subscribed to ``topic``; returns how many."""
         return self.emit_nowait(topic, event)
 
-    def emit_nowait(self, topic: Topic, event: Any) -> int:
-        """:meth:`emit` without awaiting (the work is synchronous)."""
-        return self._core.emit(topic, encode(event, self._event_type))
 
-
-class TopicNotifier:
-    """``TopicCreated`` / ``TopicRemoved`` as they happen (an async iterator; bounded)."""
-
-    def __init__(self) -> None:
-        self._queue: asyncio.Queue[TopicCreated | TopicRemoved | None] = asyncio.Queue(
-            NOTIFIER_QUEUE_SIZE
-        )
-        self.dropped = 0
-
-    def _put(self, change: TopicCreated | TopicRemoved | None) -> None:
-        try:
-            self._queue.put_nowait(change)
-        except asyncio.QueueFull:
-            self.dropped += 1
-            log.warning("topic notifier queue full; dropped %s", change)
-
-    async def recv(self) -> TopicCreated | TopicRemoved | None:
-        """The next notification, or None once the server stopped."""
-        return await self._queue.get()
-
-    def __aiter__(self) -> AsyncIterator[TopicCreated | TopicRemoved]:
-        return self._iterate()
-
-    async def _iterate(self) -> AsyncIterator[TopicCreated | TopicRemoved]:
-        while True:
-            change = await self._queue.get()
-            if change is None:
-                return
-            yield change
+class TopicNotifier(ChannelReader[TopicCreated | TopicRemoved]):
+    """``TopicCreated`` / ``TopicRemoved`` as they happen (an async iterator; bounded);
+    ``await recv()`` or ``await get(timeout)`` for one; ends when the server stops."""
 
 
 class _Connection(asyncio.Protocol):
-    """Moves bytes between one transport and one ServerSession; runs its handler calls."""
+    """Moves bytes between one transport and one ServerSession."""
 
     def __init__(self, server: Server) -> None:
         self.server = server
@@ -89,112 +57,72 @@ class _Connection(asyncio.Protocol):
         self.session: ServerSession = server.core.open_session()
         self.session.adapter = self
         self.transport: asyncio.Transport | None = None
-        self.tasks: set[asyncio.Task[None]] = set()
         self.timer: asyncio.TimerHandle | None = None
+        self.close_timer: asyncio.TimerHandle | None = None
+        self.reading = False
         self.flush_scheduled = False
         self.paused = False
-        self.close_timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses, but behave as one
         self.transport = cast(asyncio.Transport, transport)
+        self.session.peer = transport.get_extra_info("peername")
         sock = transport.get_extra_info("socket")
         if sock is not None:
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         transport.set_write_buffer_limits(high=256 * 1024)
-        self.server._connections.add(self)
         self._rearm()
 
     def pause_writing(self) -> None:
-        # The peer is not reading: keep further output in the core, whose
+        # The peer is not reading: further output stays in the core, whose
         # max_outgoing_bytes bound closes a connection that never catches up.
         self.paused = True
 
     def resume_writing(self) -> None:
         self.paused = False
-        self._flush()
+        self.flush()
 
     def data_received(self, data: bytes) -> None:
-        # this connection is flushed at the end of this method: no separate flush needed
-        already = self.flush_scheduled
-        self.flush_scheduled = True
+        self.reading = True
         try:
-            calls = self.session.receive_data(data, self.loop.time())
-        except Exception:
-            log.exception("server session failed on input; closing the connection")
-            self._abort()
-            return
-        outgoing = self.session.connection
-        for call in calls:
-            self._spawn(call)
-            if outgoing.outgoing_size >= FLUSH_BYTES:
-                self._write_now()  # let the peer start on these while we compute the rest
-        if not already:  # else the flush already queued for this turn writes everything
-            self._flush()
+            self.session.receive_data(data, self.loop.time())
+        finally:
+            self.reading = False
+        self.flush()
 
     def eof_received(self) -> bool | None:
         self.session.receive_data(b"", self.loop.time())
-        self._flush()
+        self.flush()
         return None
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.session.connection_lost()
-        self.server._connections.discard(self)
-        for task in list(self.tasks):
-            task.cancel()
-        if self.timer is not None:
-            self.timer.cancel()
-        if self.close_timer is not None:
-            self.close_timer.cancel()
+        for timer in (self.timer, self.close_timer):
+            if timer is not None:
+                timer.cancel()
         self.transport = None
 
-    def _spawn(self, call: HandlerCall) -> None:
-        if call.never_awaits:
-            # a handler without any await cannot suspend: run it now, and its answer
-            # leaves with this read's flush (no task, no extra loop turn)
-            try:
-                call.coroutine.send(None)
-            except StopIteration as done:
-                self.session.complete(call, value=done.value)
-                return
-            except BaseException as exc:
-                self.session.complete(call, error=exc)
-                return
-            call.coroutine.close()  # unreachable for such code; never leave it hanging
-            self.session.complete(call, error=RuntimeError("handler suspended unexpectedly"))
-            return
-        # A real task, so handlers can use anything that needs one (anyio, timeouts,
-        # contextvars); the answer is flushed in the next loop turn with the others.
-        task = self.loop.create_task(self._run(call))
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
-
-    async def _run(self, call: HandlerCall) -> None:
-        try:
-            value = await call.coroutine
-        except asyncio.CancelledError:
-            raise
-        except BaseException as exc:
-            self.session.complete(call, error=exc)
-        else:
-            self.session.complete(call, value=value)
-        if len(self.tasks) <= 1:
-            self._flush()  # the last running call: answer now, not in the next loop turn
-
-    def schedule_flush(self) -> None:
-        """Coalesce: write everything queued during this loop turn in one write."""
-        if not self.flush_scheduled:
+    def output_ready(self) -> None:
+        """The core queued output: write now, or once this loop turn's calls are done."""
+        if self.reading:
+            if self.session.connection.outgoing_size >= FLUSH_BYTES:
+                self.write_now()  # let the peer start on these while we compute the rest
+            return  # data_received writes the rest when it returns
+        if not self.session.running:
+            self.flush()  # the last running call: answer now, not in the next loop turn
+        elif not self.flush_scheduled:
             self.flush_scheduled = True
             self.server._schedule(self)
 
-    def _flush(self) -> None:
+    def flush(self) -> None:
+        """Write what the core queued, close when it is finished, re-arm the timer."""
         self.flush_scheduled = False
         transport = self.transport
         if transport is None:
             return
         if self.paused:
-            if self.session.connection.state.value in ("closed", "error"):
+            if self.session.connection.state.ended:
                 transport.abort()  # ended while the peer was not reading: nothing more to say
             return
         data = self.session.data_to_send()
@@ -210,7 +138,7 @@ class _Connection(asyncio.Protocol):
         else:
             self._rearm()
 
-    def _write_now(self) -> None:
+    def write_now(self) -> None:
         transport = self.transport
         if transport is not None and not self.paused:
             data = self.session.data_to_send()
@@ -218,8 +146,8 @@ class _Connection(asyncio.Protocol):
                 transport.write(data)
 
     def _rearm(self) -> None:
-        # Lazy: an armed timer that fires early is harmless (handle_timer re-checks),
-        # so re-arm only when the deadline moved earlier; idle deadlines only move later.
+        # Lazy: a timer that fires early is harmless (handle_timer re-checks), so
+        # re-arm only when the deadline moved earlier; idle deadlines only move later.
         deadline = self.session.get_timer()
         timer = self.timer
         if deadline is None:
@@ -236,9 +164,9 @@ class _Connection(asyncio.Protocol):
     def _on_timer(self) -> None:
         self.timer = None
         self.session.handle_timer(self.loop.time())
-        self._flush()
+        self.flush()
 
-    def _abort(self) -> None:
+    def abort(self) -> None:
         if self.transport is not None:
             self.transport.abort()
 
@@ -264,12 +192,12 @@ class Server:
         #: an event bus spanning several servers (``NatsBus``), or None for this node only
         self.bus = bus
         self.core = ServerCore.from_config(config, handler, handler_factory)
-        self.core.on_output = self._on_output
-        self.core.on_topic = self._on_topic
-        self._notifier: TopicNotifier | None = None
+        self.core.on_output = _output_ready
+        self.core.spawn = self._spawn
+        if bus is not None:
+            self.core.on_topic = bus.topic_changed
         self._server: asyncio.Server | TLSListener | None = None
-        self._connections: set[_Connection] = set()
-        # connections with output to write this loop turn, flushed by one callback
+        # connections with output after this loop turn's calls, flushed by one callback
         self._dirty: list[_Connection] = []
         self._flush_pending = False
         self._loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
@@ -283,10 +211,7 @@ class Server:
 
     def topic_notifier(self) -> TopicNotifier:
         """The one receiver of topic Created/Removed notifications."""
-        if self._notifier is not None:
-            raise HardLightError("topic_notifier() may be called only once per server")
-        self._notifier = TopicNotifier()
-        return self._notifier
+        return TopicNotifier(self.core.topic_notifications())
 
     @property
     def address(self) -> tuple[str, int]:
@@ -304,12 +229,13 @@ class Server:
     @property
     def connection_count(self) -> int:
         """Open sockets (including those still in their handshake)."""
-        return len(self._connections)
+        return self.core.connection_count
 
     async def start(self) -> None:
         """Bind and start accepting."""
         self._loop = asyncio.get_running_loop()
         self._stopped = asyncio.Event()
+        self.core.accepting = True
         ssl_context = self.config.tls.ssl_context() if self.config.tls is not None else None
         if ssl_context is not None and _use_socket_tls(self.tls_transport, self._loop):
             limits = self.config.limits or Limits()
@@ -355,25 +281,17 @@ class Server:
             return
         grace = self.config.shutdown_grace if grace is None else grace
         self._server.close()
-        deadline = self._loop.time() + grace
-        while any(c.tasks for c in self._connections) and self._loop.time() < deadline:
-            await asyncio.sleep(0.01)
-        for conn in list(self._connections):
-            for task in list(conn.tasks):
-                task.cancel()
-            conn.session.close(1001, "server shutting down")
-            conn._flush()
-        close_deadline = self._loop.time() + min(grace, 2.0) + 0.5
-        while self._connections and self._loop.time() < close_deadline:
-            await asyncio.sleep(0.01)
-        for conn in list(self._connections):
-            conn._abort()
+        for step in self.core.shutdown(grace):
+            deadline = self._loop.time() + step.timeout
+            while not step.done() and self._loop.time() < deadline:
+                await asyncio.sleep(0.01)
+        for session in list(self.core.sessions):
+            session.adapter.abort()
         await self._server.wait_closed()
         self._server = None
         if self.bus is not None:
             await self.bus.close()
-        if self._notifier is not None:
-            self._notifier._put(None)
+        self.core.stopped()
         if self._stopped is not None:
             self._stopped.set()
 
@@ -386,10 +304,8 @@ class Server:
 
     # -- core hooks ------------------------------------------------------------------------
 
-    def _on_output(self, session: ServerSession) -> None:
-        conn = session.adapter
-        if conn is not None:
-            conn.schedule_flush()
+    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> Any:
+        return self._loop.create_task(coroutine).cancel
 
     def _schedule(self, conn: _Connection) -> None:
         # One loop callback for every connection with output (a fan-out to 1,000
@@ -403,23 +319,23 @@ class Server:
         self._flush_pending = False
         dirty, self._dirty = self._dirty, []
         for conn in dirty:
-            if conn.flush_scheduled:  # else already written by its own data_received
+            if conn.flush_scheduled:  # else already written meanwhile
                 try:
-                    conn._flush()
+                    conn.flush()
                 except Exception:
                     log.exception("flushing a connection failed; aborting it")
-                    conn._abort()
+                    conn.abort()
 
-    def _on_topic(self, change: TopicCreated | TopicRemoved) -> None:
-        if self.bus is not None:
-            self.bus.topic_changed(change)
-        if self._notifier is not None:
-            self._notifier._put(change)
+
+def _output_ready(session: ServerSession) -> None:
+    conn = session.adapter
+    if conn is not None:
+        conn.output_ready()
 
 
 def _use_socket_tls(choice: str, loop: asyncio.AbstractEventLoop) -> bool:
     if choice == "socket":
         if not supports_socket_tls(loop):
-            raise HardLightError(f"tls_transport='socket' needs a selector loop, not {loop!r}")
+            raise ValueError(f"tls_transport='socket' needs a selector loop, not {loop!r}")
         return True
     return choice == "auto" and supports_socket_tls(loop)

@@ -1,0 +1,394 @@
+"""The client driver: one client of a service across its connections, without I/O.
+
+Every decision a HardLight client takes lives here; an adapter supplies only the
+socket (connect, read, write), a *waiter* per call (anything with ``done()``,
+``set_result()`` and ``set_exception()``: an asyncio or concurrent future), a wake-up
+for event subscribers and one timer:
+
+* :meth:`ClientDriver.new_connection` before each connect, feed what the socket
+  reads to :meth:`ClientDriver.receive_data`, write :meth:`ClientDriver.data_to_send`,
+  report the socket's end with :meth:`ClientDriver.connection_lost`;
+* run :meth:`ClientDriver.handle_timer` at :meth:`ClientDriver.get_timer` (the
+  connection's deadlines and every call's timeout: one timer for all);
+* :meth:`ClientDriver.start_call` / :meth:`ClientDriver.cancel_call` for calls;
+* :meth:`ClientDriver.subscribe` for each event iterator (each gets every event);
+* :meth:`ClientDriver.reconnect_delays` after a drop, when :attr:`should_reconnect`.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from collections.abc import Callable, Iterator
+from typing import Any, Protocol
+
+from ._channel import Channel
+from ._client_core import (
+    CallOutcome,
+    ClientClosed,
+    ClientCore,
+    ClientOpened,
+    ClientOutcome,
+    EventDelivered,
+)
+from ._config import ClientConfig
+from ._errors import (
+    CallTimeout,
+    ClientNotConnected,
+    ConnectError,
+    HardLightError,
+    LocalProtocolError,
+)
+from ._service import ServiceSpec
+
+__all__ = ["ClientDriver", "ClientPhase", "Waiter"]
+
+log = logging.getLogger("hardlight")
+
+EVENT_QUEUE_SIZE = 10_000
+
+
+class Waiter(Protocol):
+    """What a pending call (or the handshake) resolves: an asyncio or concurrent future."""
+
+    def done(self) -> bool: ...
+
+    def set_result(self, result: Any, /) -> None: ...
+
+    def set_exception(self, exception: BaseException, /) -> None: ...
+
+
+class ClientPhase(enum.Enum):
+    """Where the client is between connections."""
+
+    IDLE = "idle"  # never connected, or disconnected by the user
+    CONNECTING = "connecting"  # socket or handshake under way
+    OPEN = "open"  # calls flow
+    LOST = "lost"  # the connection dropped (reconnecting, if a policy says so)
+
+
+_PHASES: dict[tuple[ClientPhase, str], ClientPhase] = {
+    (ClientPhase.IDLE, "connect"): ClientPhase.CONNECTING,
+    (ClientPhase.LOST, "connect"): ClientPhase.CONNECTING,
+    (ClientPhase.CONNECTING, "connect"): ClientPhase.CONNECTING,
+    (ClientPhase.CONNECTING, "opened"): ClientPhase.OPEN,
+    (ClientPhase.CONNECTING, "lost"): ClientPhase.LOST,
+    (ClientPhase.OPEN, "lost"): ClientPhase.LOST,
+    (ClientPhase.LOST, "lost"): ClientPhase.LOST,
+    (ClientPhase.IDLE, "lost"): ClientPhase.IDLE,
+    (ClientPhase.IDLE, "disconnect"): ClientPhase.IDLE,
+    (ClientPhase.CONNECTING, "disconnect"): ClientPhase.IDLE,
+    (ClientPhase.OPEN, "disconnect"): ClientPhase.IDLE,
+    (ClientPhase.LOST, "disconnect"): ClientPhase.IDLE,
+}
+
+
+class _Pending:
+    __slots__ = ("deadline", "method", "timeout", "waiter")
+
+    def __init__(self, waiter: Waiter, method: str, deadline: float | None, timeout: float | None):
+        self.waiter = waiter
+        self.method = method
+        self.deadline = deadline
+        self.timeout = timeout
+
+
+class ClientDriver:
+    """Calls, events, the state mirror and reconnection for one client of ``service``."""
+
+    def __init__(self, service: type[Any], config: ClientConfig) -> None:
+        self.service = service
+        self.config = config
+        self.spec = ServiceSpec.of(service)
+        self.phase = ClientPhase.IDLE
+        self.core: ClientCore | None = None
+        #: events refused because a subscriber's queue was full
+        self.events_dropped = 0
+        self._pending: dict[int, _Pending] = {}
+        self._opened: Waiter | None = None
+        self._subscribers: list[Channel[EventDelivered]] = []
+        # events that arrive while nobody subscribes wait here for the first subscriber
+        self._backlog: Channel[EventDelivered] = Channel(EVENT_QUEUE_SIZE, "client event queue")
+        self._last_state: Any = None
+        self._earliest: float | None = None
+
+    # -- connection ------------------------------------------------------------------------
+
+    @property
+    def address(self) -> str:
+        """``host:port`` this client connects to."""
+        host, port = self.config.host_port
+        return f"{host}:{port}"
+
+    @property
+    def connected(self) -> bool:
+        """True while the connection is open."""
+        return self.phase is ClientPhase.OPEN
+
+    @property
+    def should_reconnect(self) -> bool:
+        """The connection dropped and the policy asks to connect again."""
+        return self.phase is ClientPhase.LOST and self.config.reconnect is not None
+
+    def new_connection(self, opened: Waiter) -> ClientCore:
+        """The engine of a new connection; ``opened`` resolves when its handshake ends."""
+        self._move("connect")
+        config = self.config
+        host, port = config.host_port
+        self.core = ClientCore(
+            self.service,
+            f"{host}:{port}",
+            compression_level=config.compression_level,
+            limits=config.limits,
+        )
+        self._opened = opened
+        return self.core
+
+    def connect_failed(self, error: BaseException) -> BaseException:
+        """What a failed connect should raise: ``hardlight`` errors as they are, the rest
+        (refused TCP, TLS, timeouts) as :class:`ConnectError` with the address."""
+        if self.phase is ClientPhase.CONNECTING:
+            self._move("lost")
+        self.core = None
+        if isinstance(error, HardLightError):
+            return error
+        if isinstance(error, TimeoutError):
+            timeout = self.config.connect_timeout
+            return ConnectError(self.address, f"no connection within {timeout} s")
+        return ConnectError(self.address, error)
+
+    def receive_data(self, data: bytes, now: float) -> bool:
+        """Feed what the socket read (b"" at EOF); False once the connection is over."""
+        core = self.core
+        if core is None:
+            return False
+        return self._handle(core.receive_data(data, now))
+
+    def data_to_send(self) -> bytes:
+        """Bytes to write to the socket."""
+        return self.core.data_to_send() if self.core is not None else b""
+
+    def get_timer(self) -> float | None:
+        """When :meth:`handle_timer` should run next (connection deadlines, call timeouts)."""
+        core_deadline = self.core.get_timer() if self.core is not None else None
+        earliest = self._earliest
+        if core_deadline is None:
+            return earliest
+        if earliest is None:
+            return core_deadline
+        return min(core_deadline, earliest)
+
+    def handle_timer(self, now: float) -> bool:
+        """Expire calls past their timeout (CallTimeout) and let the connection's deadlines
+        act; False once the connection is over."""
+        self._expire_calls(now)
+        if self.core is None:
+            return False
+        return self._handle(self.core.handle_timer(now))
+
+    def connection_lost(self, now: float, error: BaseException | None = None) -> None:
+        """The socket is gone: pending calls fail, the state mirror is kept."""
+        core = self.core
+        if core is not None:
+            try:
+                self._handle(core.receive_data(b"", now))
+            except Exception:
+                log.debug("EOF after the connection broke", exc_info=True)
+            self._last_state = core.state
+        if error is not None:
+            log.debug("connection to %s lost: %s", self.address, error)
+        self._fail_all(ClientNotConnected(f"connection to {self.address} lost"))
+        self._open_failed(ClientNotConnected(f"connection to {self.address} lost in the handshake"))
+        self._move("lost")
+
+    def disconnect(self) -> None:
+        """The user closes the client: start the close handshake; no reconnect."""
+        self._move("disconnect")
+        core = self.core
+        if core is not None and core.connection.state.value == "open":
+            core.close()
+
+    def disconnected(self) -> None:
+        """The socket of a user-closed client is gone (or given up on)."""
+        if self.core is not None:
+            self._last_state = self.core.state
+        self._fail_all(ClientNotConnected("client disconnected"))
+        self._open_failed(ClientNotConnected("client disconnected"))
+
+    def reconnect_delays(self) -> Iterator[float]:
+        """The waits before each reconnect attempt; stop iterating when one succeeds or the
+        user disconnects (logs each failure and the giving up)."""
+        policy = self.config.reconnect
+        if policy is None:
+            return
+        delays = policy.delays()
+        for attempt, delay in enumerate(delays, 1):
+            if self.phase is not ClientPhase.LOST:
+                return
+            yield delay
+            if self.connected:  # the phase changed while the caller waited and connected
+                log.info("reconnected to %s (attempt %d)", self.address, attempt)
+                return
+        if self.phase is ClientPhase.LOST:
+            log.warning("giving up reconnecting to %s after %d attempts", self.address, len(delays))
+
+    def reconnect_failed(self, error: BaseException) -> None:
+        """One reconnect attempt failed (logged)."""
+        log.info("reconnect to %s failed: %s", self.address, error)
+
+    # -- calls -------------------------------------------------------------------------------
+
+    def start_call(
+        self,
+        method: str,
+        args: tuple[Any, ...],
+        waiter: Waiter,
+        now: float,
+        timeout: float | None = None,
+    ) -> int:
+        """Encode and queue a call; ``waiter`` gets its result. Returns the call id.
+
+        ``timeout`` None means the config's ``call_timeout``. Raises (nothing is sent)
+        ClientNotConnected, ClientEncodeError or TooManyCallsInFlight.
+        """
+        core = self.core
+        if core is None or self.phase is not ClientPhase.OPEN:
+            raise ClientNotConnected(f"not connected to {self.address}")
+        call_id = core.start_call(method, args)
+        timeout = self.config.call_timeout if timeout is None else timeout
+        deadline = None if timeout is None else now + timeout
+        self._pending[call_id] = _Pending(waiter, method, deadline, timeout)
+        if deadline is not None and (self._earliest is None or deadline < self._earliest):
+            self._earliest = deadline
+        return call_id
+
+    def cancel_call(self, call_id: int, waiter: Waiter) -> None:
+        """The caller stopped waiting (cancelled): drop the late answer when it comes."""
+        pending = self._pending.get(call_id)
+        if pending is not None and pending.waiter is waiter:
+            del self._pending[call_id]
+            if self.core is not None:
+                self.core.abandon_call(call_id)
+
+    @property
+    def calls_pending(self) -> int:
+        """Calls waiting for an answer."""
+        return len(self._pending)
+
+    def _expire_calls(self, now: float) -> None:
+        earliest = self._earliest
+        if earliest is None or now < earliest:
+            return
+        next_deadline: float | None = None
+        for call_id, pending in list(self._pending.items()):
+            deadline = pending.deadline
+            if deadline is None:
+                continue
+            if deadline <= now:
+                del self._pending[call_id]
+                if self.core is not None:
+                    self.core.abandon_call(call_id)
+                _resolve(
+                    pending.waiter,
+                    error=CallTimeout(
+                        f"{pending.method}: no answer from {self.address} within "
+                        f"{pending.timeout} s"
+                    ),
+                )
+            elif next_deadline is None or deadline < next_deadline:
+                next_deadline = deadline
+        self._earliest = next_deadline
+
+    # -- events and state --------------------------------------------------------------------
+
+    def subscribe(self, on_event: Callable[[], None]) -> Channel[EventDelivered]:
+        """A new subscriber's queue (bounded): it gets every event from now on, and the
+        ones that arrived while nobody subscribed. ``on_event`` wakes its reader."""
+        channel: Channel[EventDelivered] = Channel(EVENT_QUEUE_SIZE, "subscriber queue")
+        if not self._subscribers:
+            while (event := self._backlog.get()) is not None:
+                channel.put(event)
+        channel.on_put = on_event
+        self._subscribers.append(channel)
+        return channel
+
+    def unsubscribe(self, channel: Channel[EventDelivered]) -> None:
+        """A subscriber is gone."""
+        if channel in self._subscribers:
+            self._subscribers.remove(channel)
+        channel.close()
+
+    def close_subscriptions(self) -> None:
+        """The client is closed for good: every subscriber's iterator ends."""
+        for channel in self._subscribers:
+            channel.close()
+        self._subscribers.clear()
+
+    @property
+    def state(self) -> Any:
+        """The state mirror (kept after a drop; a new connection starts from the default)."""
+        core = self.core
+        return core.state if core is not None else self._last_state
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _move(self, what: str) -> None:
+        try:
+            self.phase = _PHASES[self.phase, what]
+        except KeyError:
+            raise LocalProtocolError(f"cannot {what} while {self.phase.value}") from None
+
+    def _handle(self, outcomes: list[ClientOutcome]) -> bool:
+        alive = True
+        for outcome in outcomes:
+            if isinstance(outcome, CallOutcome):
+                pending = self._pending.pop(outcome.call_id, None)
+                if pending is not None:
+                    if outcome.error is not None:
+                        _resolve(pending.waiter, error=outcome.error)
+                    else:
+                        _resolve(pending.waiter, value=outcome.value)
+            elif isinstance(outcome, EventDelivered):
+                self._deliver(outcome)
+            elif isinstance(outcome, ClientOpened):
+                if self.phase is ClientPhase.CONNECTING:
+                    self._move("opened")
+                    opened, self._opened = self._opened, None
+                    if opened is not None:
+                        _resolve(opened)
+            elif isinstance(outcome, ClientClosed):
+                alive = False
+                error = outcome.exception()
+                self._open_failed(error)
+                self._fail_all(ClientNotConnected(f"{self.address}: {error}"))
+        return alive
+
+    def _deliver(self, event: EventDelivered) -> None:
+        subscribers = self._subscribers
+        if not subscribers:
+            if not self._backlog.put(event):
+                self.events_dropped += 1
+            return
+        for channel in subscribers:
+            if not channel.put(event):
+                self.events_dropped += 1
+
+    def _open_failed(self, error: BaseException) -> None:
+        opened, self._opened = self._opened, None
+        if opened is not None:
+            _resolve(opened, error=error)
+
+    def _fail_all(self, error: ClientNotConnected) -> None:
+        pending, self._pending = self._pending, {}
+        self._earliest = None
+        for entry in pending.values():
+            _resolve(entry.waiter, error=type(error)(str(error)))
+
+
+def _resolve(waiter: Waiter, value: Any = None, error: BaseException | None = None) -> None:
+    if waiter.done():
+        return
+    if error is not None:
+        waiter.set_exception(error)
+    else:
+        waiter.set_result(value)
