@@ -17,6 +17,7 @@ COMMANDS = {
     "check": "hardlight_conformance._check_cli",
     "bench": "hardlight_conformance._bench_cli",
     "soak": "hardlight_conformance._soak_cli",
+    "oracle": "hardlight_conformance._oracle_cli",
 }
 
 
