@@ -9,7 +9,7 @@ from typing import Any
 
 from hardlight_core import HardLightError
 
-from ._live import ADAPTERS, Context, client_tls
+from ._live import ADAPTERS, WAIT, Context, client_tls
 from .apps import counter
 
 __all__ = ["add_parser", "measure", "run"]
@@ -30,6 +30,13 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--inflight", type=int, default=250)
     p.add_argument("--compress", type=int, default=6, choices=range(10), metavar="N")
     p.add_argument("--adapter", choices=ADAPTERS, default="asyncio")
+    p.add_argument(
+        "--wait",
+        type=float,
+        default=WAIT,
+        metavar="SECONDS",
+        help=f"bound of every single wait: connect, call, disconnect (default {WAIT:g})",
+    )
 
 
 def _percentile(sorted_values: list[float], q: float) -> float:
@@ -75,12 +82,14 @@ async def measure(ctx: Context, n: int, inflight: int) -> dict[str, float]:
 
 def run(args: argparse.Namespace) -> int:
     """Print the two result lines."""
+    if not args.wait > 0:
+        raise SystemExit("--wait must be a positive number of seconds")
     ctx = Context(
         address=args.url,
         tls=client_tls(args.insecure, args.ca, args.fingerprint),
         adapter=args.adapter,
         compression_level=args.compress,
-        expect_own_joined=False,
+        wait=args.wait,
     )
     try:
         f = asyncio.run(measure(ctx, args.n, args.inflight))

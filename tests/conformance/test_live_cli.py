@@ -97,9 +97,11 @@ def test_check_passes_against_serve(served: tuple[str, Served], client_adapter: 
         expect_own_joined=True,
     )
     lines: list[str] = []
-    passed, failed = asyncio.run(run_scenarios(ctx, app, lines.append))
-    assert failed == 0, "\n".join(lines)
-    assert passed >= 1
+    outcome = asyncio.run(run_scenarios(ctx, app, lines.append))
+    assert outcome.failed == 0, "\n".join(lines)
+    assert outcome.passed >= 1
+    assert outcome.divergences == 0, "\n".join(lines)  # ours delivers every event
+    assert not [line for line in lines if not line.startswith("ok   ")], lines
 
 
 def test_check_cli_reports_failures_and_exit_code(tmp_path: Path) -> None:
