@@ -35,15 +35,7 @@ class Connection:
 def run_handlers(session: ServerSession, calls: list[HandlerCall]) -> None:
     """Drive each handler coroutine to its end (the counter's handlers never await)."""
     for call in calls:
-        try:
-            call.coroutine.send(None)
-        except StopIteration as done:
-            session.complete(call, value=done.value)
-        except Exception as exc:  # the app's failure is the call's answer
-            session.complete(call, error=exc)
-        else:
-            call.coroutine.close()
-            session.complete(call, error=RuntimeError("this loop runs only non-awaiting handlers"))
+        call.run_inline()
 
 
 def serve(host: str, port: int, tls: ServerTLS, max_seconds: float) -> None:

@@ -55,12 +55,7 @@ def fuzz_server(data: bytes) -> None:
     try:
         for chunk in (REQUEST, data[: len(data) // 2], data[len(data) // 2 :], b""):
             for call in session.receive_data(chunk, 0.0):
-                try:
-                    call.coroutine.send(None)
-                except StopIteration as done:
-                    session.complete(call, value=done.value)
-                except Exception as exc:
-                    session.complete(call, error=exc)
+                call.run_inline()
             session.data_to_send()
     except HardLightError:
         pass

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import enum
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any, Protocol
 
 from ._channel import Channel
@@ -301,14 +301,13 @@ class ClientDriver:
 
     # -- events and state --------------------------------------------------------------------
 
-    def subscribe(self, on_event: Callable[[], None]) -> Channel[EventDelivered]:
+    def subscribe(self) -> Channel[EventDelivered]:
         """A new subscriber's queue (bounded): it gets every event from now on, and the
-        ones that arrived while nobody subscribed. ``on_event`` wakes its reader."""
+        ones that arrived while nobody subscribed. Set its ``on_put`` to wake the reader."""
         channel: Channel[EventDelivered] = Channel(EVENT_QUEUE_SIZE, "subscriber queue")
         if not self._subscribers:
             while (event := self._backlog.get()) is not None:
                 channel.put(event)
-        channel.on_put = on_event
         self._subscribers.append(channel)
         return channel
 

@@ -31,12 +31,7 @@ def _connect(
 def _call(client: ClientCore, session: ServerSession, method: str, *args: Any) -> list[Any]:
     client.start_call(method, args)
     for call in session.receive_data(client.data_to_send(), 0.0):
-        try:
-            call.coroutine.send(None)
-        except StopIteration as done:
-            session.complete(call, value=done.value)
-        except Exception as exc:
-            session.complete(call, error=exc)
+        call.run_inline()
     return client.receive_data(session.data_to_send(), 0.0)
 
 

@@ -64,10 +64,7 @@ class Engines(RuleBasedStateMachine):
     @precondition(lambda self: self.handler_calls)
     def complete_a_call(self, data: st.DataObject) -> None:
         call = self.handler_calls.pop(data.draw(st.integers(0, len(self.handler_calls) - 1)))
-        try:
-            call.coroutine.send(None)
-        except StopIteration as done:
-            self.session.complete(call, value=done.value)
+        call.run_inline()
         state = self.session.handler.state
         self.expected_state[call.call_id] = msgspec.structs.replace(state)
         self.s2c += self.session.data_to_send()
@@ -118,10 +115,7 @@ class Engines(RuleBasedStateMachine):
             self.deliver_to_server(10**9)
             while self.handler_calls:
                 call = self.handler_calls.pop()
-                try:
-                    call.coroutine.send(None)
-                except StopIteration as done:
-                    self.session.complete(call, value=done.value)
+                call.run_inline()
                 self.expected_state[call.call_id] = msgspec.structs.replace(
                     self.session.handler.state
                 )

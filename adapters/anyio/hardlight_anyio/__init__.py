@@ -8,7 +8,7 @@ See ``docs/adapters.md``. Servers run inside ``async with Server(...) as server:
 from hardlight_core import ConnectionRefused
 from hardlight_core import EventDelivered as Event
 
-from ._client import Client, client_class
+from ._client import Client, Subscription, client_class
 from ._server import EventEmitter, Server, TopicNotifier
 
 __all__ = [
@@ -17,6 +17,7 @@ __all__ = [
     "Event",
     "EventEmitter",
     "Server",
+    "Subscription",
     "TopicNotifier",
     "client_class",
 ]

@@ -18,8 +18,8 @@ from hardlight_core import (
     EventDelivered,
     HardLightError,
 )
+from hardlight_support import ChannelReader
 
-from ._channel_reader import ChannelReader
 from ._tls_socket import open_tls_connection, supports_socket_tls
 
 __all__ = ["Client", "Subscription", "client_class"]
@@ -227,10 +227,7 @@ class Client:
 
     def subscribe(self) -> Subscription:
         """The events the server sends from now on (each subscription gets every event)."""
-        subscription: Subscription
-        channel = self._driver.subscribe(lambda: subscription._ready.set())
-        subscription = Subscription(channel)
-        return subscription
+        return Subscription(self._driver.subscribe())
 
     # -- moving bytes and time ----------------------------------------------------------------
 

@@ -23,8 +23,8 @@ from hardlight_core import (
     TopicCreated,
     TopicRemoved,
 )
+from hardlight_support import ChannelReader
 
-from ._channel_reader import ChannelReader
 from ._tls_socket import TLSListener, supports_socket_tls
 
 __all__ = ["EventEmitter", "Server", "TopicNotifier"]

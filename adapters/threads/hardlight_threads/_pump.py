@@ -1,6 +1,7 @@
 """One I/O thread per socket: it alone reads and writes (an SSL object must not be
 used from two threads at once); other threads only ask it to flush, through a
-wake-up socket pair."""
+wake-up socket pair. It runs the core's timer when it is due, however busy the
+socket is."""
 
 from __future__ import annotations
 
@@ -9,31 +10,38 @@ import select
 import socket
 import ssl
 import threading
+import time
 from collections.abc import Callable
 
 __all__ = ["SocketPump"]
 
-POLL = 0.2
+POLL = 0.2  # the longest wait, so stop() is noticed
 SEND_TIMEOUT = 10.0
 
 
 class SocketPump:
-    """Runs ``on_data(bytes)`` for what arrives (b"" at EOF), ``on_tick()`` every
-    ``POLL`` seconds, and writes ``take_output()`` whenever :meth:`wake` is called."""
+    """Runs ``on_data(bytes)`` for what arrives (b"" at EOF) and ``on_timer(now)`` when
+    ``get_timer()`` is due, writes ``take_output()`` after each and whenever
+    :meth:`wake` is called. ``on_data``/``on_timer`` return False to end the loop, and
+    it ends once ``finished()`` after a write."""
 
     def __init__(
         self,
         sock: socket.socket,
-        on_data: Callable[[bytes], bool],
-        on_tick: Callable[[], bool],
+        on_data: Callable[[bytes, float], bool],
+        on_timer: Callable[[float], bool],
+        get_timer: Callable[[], float | None],
         take_output: Callable[[], bytes],
+        finished: Callable[[], bool],
         on_end: Callable[[], None],
         name: str,
     ) -> None:
         self.sock = sock
         self._on_data = on_data
-        self._on_tick = on_tick
+        self._on_timer = on_timer
+        self._get_timer = get_timer
         self._take_output = take_output
+        self._finished = finished
         self._on_end = on_end
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
@@ -65,39 +73,41 @@ class SocketPump:
                 return False
         return True
 
+    def _read(self) -> bytes | None:
+        # non-blocking: a readable socket may carry only TLS records with no
+        # application data (session tickets), and recv must not wait for more
+        self.sock.setblocking(False)
+        try:
+            return self.sock.recv(65536)
+        except (ssl.SSLWantReadError, BlockingIOError):
+            return None
+        except (OSError, ssl.SSLError):
+            return b""
+
     def run(self) -> None:
         """The I/O loop (in the calling thread); ends with ``on_end()``."""
         sock = self.sock
         try:
             while not self._stop:
-                pending = isinstance(sock, ssl.SSLSocket) and sock.pending() > 0
-                if not pending:
-                    readable, _, _ = select.select([sock, self._wake_r], [], [], POLL)
+                deadline = self._get_timer()
+                now = time.monotonic()
+                wait = POLL if deadline is None else min(POLL, max(0.0, deadline - now))
+                if isinstance(sock, ssl.SSLSocket) and sock.pending() > 0:
+                    readable: list[socket.socket] = [sock]
                 else:
-                    readable = [sock]
+                    readable, _, _ = select.select([sock, self._wake_r], [], [], wait)
                 if self._wake_r in readable:
                     with contextlib.suppress(OSError):
                         while self._wake_r.recv(4096):
                             pass
+                more = True
                 if sock in readable:
-                    # non-blocking: a readable socket may carry only TLS records with no
-                    # application data (session tickets), and recv must not wait for more
-                    sock.setblocking(False)
-                    try:
-                        data = sock.recv(65536)
-                    except (ssl.SSLWantReadError, BlockingIOError):
-                        data = None
-                    except (OSError, ssl.SSLError):
-                        data = b""
+                    data = self._read()
                     if data is not None:
-                        more = self._on_data(data)
-                        if not self._write() or not more or not data:
-                            break
-                        continue
-                elif not readable and not self._on_tick():
-                    self._write()
-                    break
-                if not self._write():
+                        more = self._on_data(data, time.monotonic()) and bool(data)
+                if more and deadline is not None and time.monotonic() >= deadline:
+                    more = self._on_timer(time.monotonic())
+                if not self._write() or not more or self._finished():
                     break
         finally:
             try:
@@ -105,5 +115,5 @@ class SocketPump:
             finally:
                 with contextlib.suppress(OSError):
                     self._wake_r.close()
-            with contextlib.suppress(OSError):
-                self._wake_w.close()
+                with contextlib.suppress(OSError):
+                    self._wake_w.close()

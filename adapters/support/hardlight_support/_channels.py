@@ -1,10 +1,11 @@
-"""Reading a core :class:`~hardlight_core.Channel` from asyncio: wait until it has an item."""
+"""Reading a core :class:`~hardlight_core.Channel` from async code (asyncio or trio)."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from typing import Generic, TypeVar
+
+import anyio
 
 from hardlight_core import Channel
 
@@ -14,12 +15,20 @@ T = TypeVar("T")
 
 
 class ChannelReader(Generic[T]):
-    """An async iterator over a bounded channel the core fills; ends when it is closed."""
+    """An async iterator over a bounded channel the core fills; ends when it is closed.
+
+    Works under asyncio and trio (anyio's Event, made at the first wait, so a reader
+    may be created before the event loop runs).
+    """
 
     def __init__(self, channel: Channel[T]) -> None:
         self._channel = channel
-        self._ready = asyncio.Event()
-        channel.on_put = self._ready.set
+        self._ready: anyio.Event | None = None
+        channel.on_put = self._wake
+
+    def _wake(self) -> None:
+        if self._ready is not None:
+            self._ready.set()
 
     @property
     def dropped(self) -> int:
@@ -35,15 +44,14 @@ class ChannelReader(Generic[T]):
                 return item
             if channel.closed:
                 return None
-            self._ready.clear()
+            self._ready = anyio.Event()
             await self._ready.wait()
 
     async def get(self, timeout: float | None = None) -> T | None:
         """The next item; None on timeout or at the end."""
-        try:
-            return await asyncio.wait_for(self.recv(), timeout)
-        except TimeoutError:
-            return None
+        with anyio.move_on_after(timeout):
+            return await self.recv()
+        return None
 
     def __aiter__(self) -> AsyncIterator[T]:
         return self
