@@ -1,4 +1,5 @@
-// The client side of HardLight 2 over a WebSocket (subprotocol hl/2).
+// The client side of HardLight 2 over a WebSocket (subprotocol hl/2, offered by
+// browsers under its token-safe alias hl.2: see BROWSER_PROTOCOL).
 //
 //   const client = await Client.connect("wss://example.com/", schema);
 //   await client.rpc.increment(1);          // or client.call("increment", 1)
@@ -29,11 +30,21 @@ import {
   TooManyCallsInFlight,
 } from "./errors.js";
 
+/** The subprotocol of the Rust crate and of the Python servers. */
 export const PROTOCOL = "hl/2";
+/**
+ * What the client offers by default. Browsers cannot offer "hl/2": a WebSocket
+ * subprotocol must be an RFC 2616 token and "/" is a separator, so `new WebSocket(url,
+ * "hl/2")` throws a SyntaxError (Chromium, Firefox, Safari, and Node's ws/undici alike).
+ * A server must accept "hl.2" as an alias of "hl/2" (everything after the handshake is
+ * identical) for browsers to reach it.
+ */
+export const BROWSER_PROTOCOL = "hl.2";
 export const MAX_CALLS_IN_FLIGHT = 256;
 export const DEFAULT_MAX_MESSAGE_SIZE = 1024 * 1024;
 
 const DEFAULTS = {
+  protocol: BROWSER_PROTOCOL,
   callTimeout: 30000,
   connectTimeout: 10000,
   maxInflatedSize: DEFAULT_MAX_INFLATED_SIZE,
@@ -97,7 +108,7 @@ export class Client {
     }
     let ws;
     try {
-      ws = new WS(this.url, PROTOCOL);
+      ws = new WS(this.url, this.options.protocol);
     } catch (e) {
       const err = new ConnectionRefused(`cannot connect to ${this.url}: ${e.message}`, { url: this.url });
       this._resolveClosed({ code: 1006, reason: err.message, wasClean: false });
@@ -121,10 +132,10 @@ export class Client {
         if (settled) return;
         settled = true;
         clearTimeout(timer);
-        if (ws.protocol !== PROTOCOL) {
+        if (ws.protocol !== this.options.protocol) {
           reject(
             new ProtocolMismatch(
-              `${this.url} answered without the ${PROTOCOL} subprotocol (${JSON.stringify(ws.protocol)})`,
+              `${this.url} answered without the ${this.options.protocol} subprotocol (${JSON.stringify(ws.protocol)})`,
               { url: this.url },
             ),
           );

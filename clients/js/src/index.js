@@ -29,4 +29,4 @@ export {
   unpackServerMessage,
 } from "./envelope.js";
 export { CompiledSchema, SCHEMA_VERSION, callType } from "./schema.js";
-export { Client, DEFAULT_MAX_MESSAGE_SIZE, MAX_CALLS_IN_FLIGHT, PROTOCOL, connect } from "./client.js";
+export { BROWSER_PROTOCOL, Client, DEFAULT_MAX_MESSAGE_SIZE, MAX_CALLS_IN_FLIGHT, PROTOCOL, connect } from "./client.js";
