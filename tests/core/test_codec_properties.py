@@ -1,12 +1,18 @@
-"""Property tests: random types round-trip; hostile bytes only raise DecodeError."""
+"""Property tests: random types round-trip; hostile bytes only raise DecodeError.
+
+"Only DecodeError" means a DecodeError raised by one of the decoder's checks:
+the codec has no catch-all, so any other exception (IndexError, struct.error,
+...) escapes as itself and fails these tests, and a DecodeError must not carry
+another exception as its cause or context.
+"""
 
 from __future__ import annotations
 
-import contextlib
 import enum
 import itertools
 import math
 import struct
+import typing
 from typing import Any, Optional
 
 import msgspec
@@ -58,6 +64,10 @@ def _extend(children: st.SearchStrategy[Ty]) -> st.SearchStrategy[Ty]:
     def option(c: Ty) -> Ty:
         return Optional[c[0]], st.none() | c[1], False  # noqa: UP045
 
+    def some_option(c: Ty) -> Ty:
+        # Option[T] nests: Option[Option[T]], options of enums and structs, ...
+        return T.Option[c[0]], st.none() | st.builds(T.Some, c[1]), False  # type: ignore[misc]
+
     def box(c: Ty) -> Ty:
         return T.Box[c[0]], c[1], c[2]  # type: ignore[misc]
 
@@ -92,11 +102,12 @@ def _extend(children: st.SearchStrategy[Ty]) -> st.SearchStrategy[Ty]:
                             for c, cs in zip(classes, vs, strict=True)])
         return hint, strat, False
 
-    plain = children.filter(lambda c: not _is_optional(c[0]))
+    plain = children.filter(lambda c: not _nullable(c[0]))
     hashable = children.filter(lambda c: c[2] and c[0] not in (T.f32, T.f64))
     return st.one_of(
         children.map(vec),
         plain.map(option),
+        children.map(some_option),
         children.map(box),
         st.tuples(children, st.integers(0, 3)).map(lambda a: array(*a)),
         st.lists(children, min_size=1, max_size=4).map(tup),
@@ -108,8 +119,42 @@ def _extend(children: st.SearchStrategy[Ty]) -> st.SearchStrategy[Ty]:
     )
 
 
-def _is_optional(hint: Any) -> bool:
+def _nullable(hint: Any) -> bool:
+    """None is a value of ``hint`` (unit, any option, a box of those)."""
+    if hint is None:
+        return True
+    if typing.get_origin(hint) is typing.Annotated:
+        return _nullable(typing.get_args(hint)[0])
     return type(None) in getattr(hint, "__args__", ())
+
+
+def _rkyv_reads_back(hint: Any) -> bool:
+    """Whether rkyv 0.7.39 can validate its own archives of ``hint`` (see
+    oracle-regressions.json): not a tuple with out-of-line data in two elements,
+    nor a map keyed by usize/isize (its index is built from 8-byte hashes and
+    validated with 4-byte ones)."""
+    if typing.get_origin(hint) is typing.Annotated:
+        base, *meta = typing.get_args(hint)
+        if any(isinstance(m, T.Int) and m.name in ("usize", "isize") for m in meta):
+            return True
+        return _rkyv_reads_back(base)
+    args = tuple(a for a in typing.get_args(hint) if a is not Ellipsis)
+    if typing.get_origin(hint) is tuple and sum(_has_deps(a) for a in args) > 1:
+        return False
+    if typing.get_origin(hint) is dict and _has_word(args[0]):
+        return False
+    if isinstance(hint, type) and issubclass(hint, msgspec.Struct):
+        return all(_rkyv_reads_back(h) for h in typing.get_type_hints(
+            hint, include_extras=True).values())
+    return all(_rkyv_reads_back(a) for a in args)
+
+
+def _has_deps(hint: Any) -> bool:
+    return codec_for(hint)._node.has_deps
+
+
+def _has_word(hint: Any) -> bool:
+    return "usize" in repr(hint) or "isize" in repr(hint)
 
 
 types_ = st.recursive(_scalars(), _extend, max_leaves=8)
@@ -122,7 +167,10 @@ def test_roundtrip(data: st.DataObject) -> None:
     codec = codec_for(hint)
     value = data.draw(values)
     raw = codec.encode(value)
-    assert len(raw) % 1 == 0
+    if not _rkyv_reads_back(hint):
+        # rkyv cannot read these back either; we reject them the same way.
+        _decode_only_raises_decode_error(hint, raw)
+        return
     back = codec.decode(raw)
     assert _same(back, value)
     assert codec.encode(back) == raw
@@ -141,8 +189,13 @@ def _same(a: Any, b: Any) -> bool:
 
 
 def _decode_only_raises_decode_error(hint: Any, raw: bytes) -> None:
-    with contextlib.suppress(DecodeError):
+    try:
         codec_for(hint).decode(raw)
+    except DecodeError as e:
+        # Raised deliberately by a check, not converted from another exception.
+        assert e.__cause__ is None, f"DecodeError caused by {e.__cause__!r}"
+        assert e.__context__ is None, f"DecodeError raised while handling {e.__context__!r}"
+        assert str(e), "a DecodeError says what is wrong"
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
