@@ -35,7 +35,7 @@ export const PROTOCOL = "hl/2";
 /**
  * What the client offers by default. Browsers cannot offer "hl/2": a WebSocket
  * subprotocol must be an RFC 2616 token and "/" is a separator, so `new WebSocket(url,
- * "hl/2")` throws a SyntaxError (Chromium, Firefox, Safari, and Node's ws/undici alike).
+ * "hl/2")` throws a SyntaxError (Chromium does; so does Node's built-in WebSocket).
  * A server must accept "hl.2" as an alias of "hl/2" (everything after the handshake is
  * identical) for browsers to reach it.
  */
