@@ -56,7 +56,7 @@ from typing import Annotated, Any, TypeVar
 import msgspec
 
 from hardlight_core import Handler, Service, ServiceSpec, Variant, codec_for, encode
-from hardlight_core._types import ArrayLen, BoxMarker, CharMarker, Err, Float, Int, Ok
+from hardlight_core._types import ArrayLen, BoxMarker, CharMarker, Err, Float, Int, Ok, Some
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -207,6 +207,9 @@ class SchemaBuilder:
                         self.type_of(typing.get_args(rest[1])[0]),
                     ]
                 }
+            elif len(rest) == 1 and typing.get_origin(rest[0]) is Some:
+                # Option[T] = Some[T] | None: the nestable spelling of Option<T>
+                inner = self.type_of(typing.get_args(rest[0])[0])
             elif len(rest) == 1:
                 inner = self.type_of(rest[0], name_hint)
             elif all(isinstance(a, type) and issubclass(a, Variant) for a in rest):

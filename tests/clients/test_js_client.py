@@ -63,6 +63,7 @@ from hardlight_core import (
     u64,
     usize,
 )
+from hardlight_core._types import Option
 
 ROOT = Path(__file__).resolve().parents[2]
 JS = ROOT / "clients" / "js"
@@ -297,6 +298,8 @@ def test_schema_of_every_type() -> None:
         {"index": 0, "name": "calls", "type": "u32", "default": "00000000"},
         {"index": 1, "name": "last", "type": "string", "default": "00" * 8},
     ]
+    nested = _schema.SchemaBuilder().type_of(Option[Option[u8]])
+    assert nested == {"option": {"option": "u8"}}
     assert _schema.rust_name("from_") == "from"
     assert _schema.rust_name("value_") == "value_"
 

@@ -13,7 +13,8 @@
 // u64, i64, u128, i128 -> bigint (numbers that are safe integers are accepted when
 // encoding); bool -> boolean; char -> a one-code-point string; String -> string;
 // Vec<u8> -> Uint8Array; () -> null; Vec<T>, tuples, [T; N] -> arrays; Option<T> ->
-// null or the value; Box<T> -> the value; Result<T, E> -> {Ok: v} or {Err: e};
+// null or the value ({Some: value} when the value itself may be null: Option<Option<T>>,
+// Option<()>); Box<T> -> the value; Result<T, E> -> {Ok: v} or {Err: e};
 // HashMap<K, V> -> Map; structs -> plain objects by field name; unit-only enums -> the
 // variant's name; other enums -> {Variant: payload} (payload: an object of fields, an
 // array for tuple variants of the vector notation, null for unit variants).
@@ -199,8 +200,13 @@ class Node {
     throw new Error("abstract");
   }
 
-  /** Push the bytes Rust's Hash feeds a hasher for v (map keys). */
-  feed(_v, _parts) {
+  /**
+   * Push the bytes Rust's Hash feeds a hasher for v (map keys). rkyv builds a map's
+   * index from the unarchived keys and validates it by hashing the archived keys
+   * (archived = true): they differ where the archived type does (usize hashes 8
+   * bytes, its archived u32 4), so rkyv rejects its own maps with usize keys.
+   */
+  feed(_v, _parts, _archived = false) {
     throw new TypeError(`${this.name} cannot be a HashMap key`);
   }
 }
@@ -291,10 +297,11 @@ class IntNode extends Node {
     }
   }
 
-  feed(v, parts) {
-    const x = BigInt.asUintN(this.hashWidth * 8, BigInt(this.check(v)));
-    const b = new Uint8Array(this.hashWidth);
-    for (let i = 0; i < this.hashWidth; i++) b[i] = Number((x >> BigInt(8 * i)) & 0xffn);
+  feed(v, parts, archived = false) {
+    const width = archived ? this.size : this.hashWidth;
+    const x = BigInt.asUintN(width * 8, BigInt(this.check(v)));
+    const b = new Uint8Array(width);
+    for (let i = 0; i < width; i++) b[i] = Number((x >> BigInt(8 * i)) & 0xffn);
     parts.push(b);
   }
 }
@@ -569,10 +576,10 @@ class VecNode extends Node {
     return out;
   }
 
-  feed(v, parts) {
+  feed(v, parts, archived = false) {
     if (!Array.isArray(v)) throw new EncodeError(`${this.name}: expected an array, got ${kind(v)}`);
     parts.push(u64le(v.length));
-    for (const x of v) this.elem.feed(x, parts);
+    for (const x of v) this.elem.feed(x, parts, archived);
   }
 }
 
@@ -615,8 +622,8 @@ class BoxNode extends Node {
     return v;
   }
 
-  feed(v, parts) {
-    this.inner.feed(v, parts);
+  feed(v, parts, archived = false) {
+    this.inner.feed(v, parts, archived);
   }
 }
 
@@ -627,7 +634,7 @@ class Fields {
   constructor(nodes, offsets, reverse = false) {
     this.nodes = nodes;
     this.offsets = offsets;
-    // rkyv 0.7 serializes tuple elements last to first; they are checked in that order.
+    // rkyv 0.7 serializes tuple elements last to first.
     this.reverse = reverse;
     this.depsIdx = [];
     nodes.forEach((n, i) => {
@@ -651,13 +658,12 @@ class Fields {
   }
 
   dec(d, pos) {
+    // Declaration order, tuples included: rkyv 0.7 writes tuple elements last to first
+    // but bytecheck 0.6 checks them first to last, so a tuple with out-of-line data in
+    // two elements fails rkyv's own validation, and here too (as hardlight_core does).
     const { nodes, offsets } = this;
     const out = new Array(nodes.length);
-    if (this.reverse) {
-      for (let i = nodes.length - 1; i >= 0; i--) out[i] = nodes[i].dec(d, pos + offsets[i]);
-    } else {
-      for (let i = 0; i < nodes.length; i++) out[i] = nodes[i].dec(d, pos + offsets[i]);
-    }
+    for (let i = 0; i < nodes.length; i++) out[i] = nodes[i].dec(d, pos + offsets[i]);
     return out;
   }
 }
@@ -719,9 +725,9 @@ class StructNode extends Node {
     return out;
   }
 
-  feed(v, parts) {
+  feed(v, parts, archived = false) {
     const vals = this.vals(v);
-    this.fields.nodes.forEach((n, i) => n.feed(vals[i], parts));
+    this.fields.nodes.forEach((n, i) => n.feed(vals[i], parts, archived));
   }
 }
 
@@ -766,10 +772,10 @@ class TupleNode extends Node {
     return this.fields.dec(d, pos);
   }
 
-  feed(v, parts) {
+  feed(v, parts, archived = false) {
     this.check(v);
     if (this.elem) parts.push(u64le(v.length));
-    this.fields.nodes.forEach((n, i) => n.feed(v[i], parts));
+    this.fields.nodes.forEach((n, i) => n.feed(v[i], parts, archived));
   }
 }
 
@@ -947,14 +953,39 @@ class TaggedNode extends Node {
   }
 }
 
+/** Can a value of this node be null (so that Some(it) needs a wrapper to be told apart)? */
+function nullable(node) {
+  if (node instanceof BoxNode) return nullable(node.inner);
+  return node instanceof UnitNode || (node instanceof TaggedNode && node.isOption);
+}
+
 function optionNode(inner) {
-  return new TaggedNode(
-    `Option<${inner.name}>`,
-    [null, inner],
-    (v) => (v === null || v === undefined ? 0 : 1),
-    (tag, vals) => (tag === 0 ? null : vals[0]),
-    (v) => v,
-  );
+  const name = `Option<${inner.name}>`;
+  let node;
+  if (nullable(inner)) {
+    // Option<Option<T>>, Option<()>: Some is written {Some: value}, None null
+    node = new TaggedNode(
+      name,
+      [null, inner],
+      (v) => {
+        if (v === null || v === undefined) return 0;
+        if (typeof v === "object" && Object.keys(v).length === 1 && "Some" in v) return 1;
+        throw new EncodeError(`${name}: expected null or {Some: value}, got ${show(v)}`);
+      },
+      (tag, vals) => (tag === 0 ? null : { Some: vals[0] }),
+      (v) => v.Some,
+    );
+  } else {
+    node = new TaggedNode(
+      name,
+      [null, inner],
+      (v) => (v === null || v === undefined ? 0 : 1),
+      (tag, vals) => (tag === 0 ? null : vals[0]),
+      (v) => v,
+    );
+  }
+  node.isOption = true;
+  return node;
 }
 
 function resultNode(ok, err) {
@@ -1077,7 +1108,7 @@ class MapNode extends Node {
     const out = new Map();
     entries.forEach(([k, x], i) => {
       const parts = [];
-      this.key.feed(k, parts);
+      this.key.feed(k, parts, true); // rkyv's validator hashes the archived key
       if (lookup(displace, concat(parts)) !== i) {
         throw new DecodeError(`${what} at offset ${pos}: entry ${i} is not where the hash index puts its key`);
       }

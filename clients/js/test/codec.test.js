@@ -8,6 +8,7 @@ import { fromHex, fromJson, loadVectors, toHex } from "./helpers.js";
 
 const PUBLIC = loadVectors("rkyv-public.json");
 const VALIDATION = loadVectors("rkyv-validation-public.json");
+const ORACLE = loadVectors("oracle-regressions.json");
 
 function containsNaN(v) {
   if (typeof v === "number") return Number.isNaN(v);
@@ -36,11 +37,39 @@ test("rkyv-public.json: every case encodes to rkyv's bytes and decodes back", ()
 
 test("rkyv-validation-public.json: rejects what rkyv rejects, re-encodes what it accepts", () => {
   assert.ok(VALIDATION.length > 1000);
+  const { rejected, accepted, nanPayloads } = checkValidation(VALIDATION);
+  assert.ok(nanPayloads <= 12, `${nanPayloads} NaN payload cases`);
+  console.log(`validation: ${rejected} rejected, ${accepted} re-encoded exactly, ${nanPayloads} NaN payloads quieted`);
+});
+
+test("oracle-regressions.json: nested options, enums in enums, and what rkyv rejects of its own", () => {
+  const valued = ORACLE.filter((c) => "value" in c);
+  const damaged = ORACLE.filter((c) => "expect" in c);
+  assert.ok(valued.length >= 20 && damaged.length >= 400);
+  const failures = [];
+  for (const c of valued) {
+    try {
+      const codec = compile(c.type);
+      const value = fromJson(c.type, c.value);
+      const got = toHex(codec.encode(value));
+      if (got !== c.hex) failures.push(`${c.name}: encoded ${got}, expected ${c.hex}`);
+      if (c.rkyv_accepts) assert.deepStrictEqual(codec.decode(fromHex(c.hex)), value, c.name);
+      else assert.throws(() => codec.decode(fromHex(c.hex)), DecodeError, c.name);
+    } catch (e) {
+      failures.push(`${c.name}: ${e.name}: ${e.message}`);
+    }
+  }
+  assert.deepEqual(failures, []);
+  const { nanPayloads } = checkValidation(damaged);
+  assert.equal(nanPayloads, 0);
+});
+
+function checkValidation(cases) {
   const failures = [];
   let rejected = 0;
   let accepted = 0;
   let nanPayloads = 0;
-  for (const c of VALIDATION) {
+  for (const c of cases) {
     const codec = compile(c.type);
     let value;
     try {
@@ -69,7 +98,6 @@ test("rkyv-validation-public.json: rejects what rkyv rejects, re-encodes what it
     }
   }
   assert.deepEqual(failures, []);
-  assert.equal(rejected, VALIDATION.filter((c) => c.expect === "reject").length);
-  assert.ok(nanPayloads <= 12, `${nanPayloads} NaN payload cases`);
-  console.log(`validation: ${rejected} rejected, ${accepted} re-encoded exactly, ${nanPayloads} NaN payloads quieted`);
-});
+  assert.equal(rejected, cases.filter((c) => c.expect === "reject").length);
+  return { rejected, accepted, nanPayloads };
+}

@@ -69,7 +69,17 @@ export function toHex(b) {
 const BIG = new Set(["u64", "i64", "u128", "i128"]);
 const SMALL = new Set(["u8", "u16", "u32", "i8", "i16", "i32", "usize", "isize"]);
 
-function float(jv) {
+function float(jv, bits = 64) {
+  if (typeof jv === "string" && jv.startsWith("0x")) {
+    // IEEE bits as hex
+    const dv = new DataView(new ArrayBuffer(8));
+    if (bits === 32) {
+      dv.setUint32(0, parseInt(jv.slice(2), 16));
+      return dv.getFloat32(0);
+    }
+    dv.setBigUint64(0, BigInt(jv));
+    return dv.getFloat64(0);
+  }
   if (jv === "inf") return Infinity;
   if (jv === "-inf") return -Infinity;
   if (jv === "nan") return NaN;
@@ -107,8 +117,8 @@ export function fromJson(t, jv, types = {}, newtype = false) {
   if (typeof t === "string") {
     if (SMALL.has(t)) return Number(jv);
     if (BIG.has(t)) return BigInt(jv);
-    if (t === "f32") return Math.fround(float(jv));
-    if (t === "f64") return float(jv);
+    if (t === "f32") return Math.fround(float(jv, 32));
+    if (t === "f64") return float(jv, 64);
     if (t === "bool") return Boolean(jv);
     if (t === "char" || t === "string") return String(jv);
     if (t === "bytes") return fromHex(jv);
@@ -118,7 +128,14 @@ export function fromJson(t, jv, types = {}, newtype = false) {
   if ("vec" in t) return jv.map((x) => fromJson(t.vec, x, types, newtype));
   if ("array" in t) return jv.map((x) => fromJson(t.array, x, types, newtype));
   if ("tuple" in t) return t.tuple.map((x, i) => fromJson(x, (jv || [])[i], types, newtype));
-  if ("option" in t) return jv === null ? null : fromJson(t.option, jv, types, newtype);
+  if ("option" in t) {
+    if (jv === null || jv === undefined) return null;
+    // the oracle file writes every Some as {"Some": value}; the codec does so only
+    // where the value may itself be null (nested options, Option<()>)
+    const inner = jv && typeof jv === "object" && !Array.isArray(jv) && Object.keys(jv).length === 1 && "Some" in jv ? jv.Some : jv;
+    const value = fromJson(t.option, inner, types, newtype);
+    return mayBeNull(t.option, types) ? { Some: value } : value;
+  }
   if ("box" in t) return fromJson(t.box, jv, types, newtype);
   if ("result" in t) {
     const [tag] = Object.keys(jv);
@@ -148,6 +165,13 @@ export function fromJson(t, jv, types = {}, newtype = false) {
     return { [name]: fieldValues(body.fields, payload, types, newtype) };
   }
   throw new Error(`unknown notation ${JSON.stringify(t)}`);
+}
+
+function mayBeNull(t, types) {
+  t = resolveRef(t, types);
+  if (t === "unit") return true;
+  if (t && typeof t === "object" && "box" in t) return mayBeNull(t.box, types);
+  return Boolean(t && typeof t === "object" && "option" in t);
 }
 
 /** Does the notation contain a float (whose NaN payloads JS cannot keep)? */
