@@ -12,6 +12,8 @@ from wsproto.utilities import generate_accept_token
 __all__ = [
     "DEFAULT_LEVEL",
     "SUBPROTOCOL",
+    "SUBPROTOCOLS",
+    "chosen_subprotocol",
     "accept_token",
     "build_client_request",
     "check_upgrade_request",
@@ -23,6 +25,9 @@ __all__ = [
 ]
 
 SUBPROTOCOL = b"hl/2"
+#: what a server accepts: the reference's name, and ``hl.2`` for browsers, whose
+#: WebSocket API refuses a "/" in a subprotocol (RFC 6455 wants an HTTP token there)
+SUBPROTOCOLS = (SUBPROTOCOL, b"hl.2")
 DEFAULT_LEVEL = 6
 _LEVEL = re.compile(rb"\+?[0-9]+")
 
@@ -92,14 +97,23 @@ def check_upgrade_request(request: h11.Request) -> str | None:
     key = header_value(headers, b"sec-websocket-key")
     if key is None or len(base64.b64decode(key + b"==", validate=False)) < 16:
         return "Sec-WebSocket-Key missing or malformed"
-    protocol = header_value(headers, b"sec-websocket-protocol")
-    if protocol != SUBPROTOCOL:
+    if chosen_subprotocol(headers) is None:
+        protocol = header_value(headers, b"sec-websocket-protocol")
         shown = "none" if protocol is None else protocol.decode("latin-1")
-        return f"subprotocol must be exactly hl/2 (got {shown})"
+        return f"subprotocol must be exactly hl/2 (or hl.2 from a browser), got {shown}"
     return None
 
 
-def switching_response(key: bytes, level: int) -> h11.InformationalResponse:
+def chosen_subprotocol(headers: list[tuple[bytes, bytes]]) -> bytes | None:
+    """The subprotocol asked for, if it is exactly one the server speaks (None if not:
+    like the reference, a list such as ``hl/1, hl/2`` is refused)."""
+    offered = header_value(headers, b"sec-websocket-protocol")
+    return offered if offered in SUBPROTOCOLS else None
+
+
+def switching_response(
+    key: bytes, level: int, subprotocol: bytes = SUBPROTOCOL
+) -> h11.InformationalResponse:
     """The 101 answer, with the headers the reference sends."""
     return h11.InformationalResponse(
         status_code=101,
@@ -107,7 +121,7 @@ def switching_response(key: bytes, level: int) -> h11.InformationalResponse:
             ("connection", "Upgrade"),
             ("upgrade", "websocket"),
             ("sec-websocket-accept", accept_token(key).decode("ascii")),
-            ("sec-websocket-protocol", "hl/2"),
+            ("sec-websocket-protocol", subprotocol.decode("ascii")),
             ("x-hl-compress", str(level)),
         ],
         reason=b"Switching Protocols",

@@ -41,6 +41,7 @@ from ._handshake import (
     accept_token,
     build_client_request,
     check_upgrade_request,
+    chosen_subprotocol,
     header_value,
     new_key,
     parse_compression_level,
@@ -382,9 +383,12 @@ class ServerTransport(_Transport):
         request = self._request
         if self.state is not ConnectionState.CONNECTING or request is None:
             raise LocalProtocolError("accept() needs a pending HandshakeRequested")
-        key = header_value(list(request.headers), b"sec-websocket-key")
-        assert key is not None  # check_upgrade_request made sure
-        self._append(self._http.send(switching_response(key, self.compression_level)) or b"")
+        headers = list(request.headers)
+        key = header_value(headers, b"sec-websocket-key")
+        subprotocol = chosen_subprotocol(headers)
+        assert key is not None and subprotocol is not None  # check_upgrade_request made sure
+        answer = switching_response(key, self.compression_level, subprotocol)
+        self._append(self._http.send(answer) or b"")
         trailing, _closed = self._http.trailing_data
         self._move(Trigger.ACCEPTED)
         self._start_frames(bytes(trailing))

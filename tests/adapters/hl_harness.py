@@ -14,6 +14,8 @@ from hardlight_core import ServerConfig, u32
 from hardlight_core._service import Handler, Service
 
 ADAPTERS = ("asyncio", "anyio", "threads")
+#: the server adapters with anyio on both of its backends
+SERVER_RUNTIMES = ("asyncio", "anyio", "anyio-trio", "threads")
 
 
 class Probe(Service):
@@ -54,12 +56,12 @@ class RunningServer:
             self.thread.start()
             self.server: Any = hardlight_asyncio.Server(config, handler)
             asyncio.run_coroutine_threadsafe(self.server.start(), self.loop).result(10)
-        elif adapter == "anyio":
+        elif adapter in ("anyio", "anyio-trio"):
             from anyio.from_thread import start_blocking_portal
 
             import hardlight_anyio
 
-            self._portal_cm = start_blocking_portal()
+            self._portal_cm = start_blocking_portal("trio" if adapter == "anyio-trio" else "asyncio")
             self.portal = self._portal_cm.__enter__()
             self.server = hardlight_anyio.Server(config, handler)
             self._server_cm = self.portal.wrap_async_context_manager(self.server)
@@ -84,7 +86,7 @@ class RunningServer:
             asyncio.run_coroutine_threadsafe(self.server.stop(grace), self.loop).result(20)
             self.loop.call_soon_threadsafe(self.loop.stop)
             self.thread.join(10)
-        elif self.adapter == "anyio":
+        elif self.adapter in ("anyio", "anyio-trio"):
             self.portal.call(self.server.stop, grace)
             with contextlib.suppress(Exception):
                 self._server_cm.__exit__(None, None, None)

@@ -63,7 +63,19 @@ def test_accepting_answers_101_with_the_reference_headers() -> None:
         assert header in answer
 
 
-@pytest.mark.parametrize("protocol", [None, "hl/1", "hl/3", "HL/2", "hl/2.0", "hl/1, hl/2"])
+def test_browsers_may_ask_for_hl_dot_2_and_get_it_echoed() -> None:
+    # a browser's WebSocket refuses "/" in a subprotocol: hl.2 is the same protocol
+    server = ServerConnection()
+    server.receive_data(_request(protocol="hl.2"))
+    assert isinstance(server.next_event(), HandshakeRequested)
+    server.accept()
+    answer = server.data_to_send().decode()
+    assert answer.startswith("HTTP/1.1 101") and "sec-websocket-protocol: hl.2\r\n" in answer
+
+
+@pytest.mark.parametrize(
+    "protocol", [None, "hl/1", "hl/3", "HL/2", "hl/2.0", "hl/1, hl/2", "hl.2, hl/2", "hl.3"]
+)
 def test_wrong_subprotocol_is_refused_with_400_and_closed(protocol: str | None) -> None:
     server = ServerConnection()
     # a call frame follows in the same chunk: it must never be served
