@@ -18,7 +18,7 @@ from ._client_driver import ClientDriver, ClientPhase, Waiter
 from ._codec import Codec, codec_for, decode, encode
 from ._config import ClientConfig, HandshakeInfo, ReconnectPolicy, Refuse, ServerConfig
 from ._conn_state import StateMirror, StateTracker
-from ._connection import ClientConnection, ServerConnection
+from ._connection import ClientConnection, MessageConnection, ServerConnection
 from ._deflate import DEFAULT_MAX_INFLATED_SIZE, InflateError, deflate, inflate
 from ._envelope import (
     ClientMessage,
@@ -109,6 +109,7 @@ from ._types import (
 )
 
 __all__ = [
+    "MessageConnection",
     "ConnectError",
     "Waiter",
     "ClientPhase",

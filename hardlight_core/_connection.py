@@ -16,24 +16,28 @@ from collections.abc import Callable, Iterator
 from ._envelope import StateUpdate, Topic
 from ._errors import (
     ClientNotConnected,
+    HardLightError,
     LocalProtocolError,
     MessageTooLarge,
+    PeerNotReading,
     ProtocolError,
     RpcHandlerError,
 )
-from ._events import CallFailed, ConnectionClosed, Event
+from ._events import CallFailed, ConnectionClosed, Event, HandshakeRequested
 from ._framing import Opcode, frame_bytes
 from ._limits import Limits
 from ._session import ClientMessageSession, ServerMessageSession
-from ._state import ConnectionState
+from ._state import ConnectionState, Trigger, transition
 from ._transport import ClientTransport, MessageReceived, ServerTransport, _Transport
 from ._types import Err, Ok
 
-__all__ = ["ClientConnection", "ServerConnection", "server_frame"]
+__all__ = ["ClientConnection", "MessageConnection", "ServerConnection", "server_frame"]
 
 
 class _Connection:
     """A transport and the session on top of it; events of both in one queue, in order."""
+
+    framed = True  # sends WebSocket frames (not whole messages for someone else to frame)
 
     transport: _Transport
     session: ServerMessageSession | ClientMessageSession
@@ -293,3 +297,165 @@ class ClientConnection(_Connection):
     def calls_in_flight(self) -> int:
         """Calls sent and not yet answered (abandoned ones included)."""
         return self.session.calls_in_flight
+
+
+class MessageConnection:
+    """A server connection whose handshake and framing something else did (an ASGI
+    server, a browser bridge): whole messages in (:meth:`receive_message`), whole packed
+    messages out (:meth:`messages_to_send`), with the same rules as
+    :class:`ServerConnection` (call ids, the outgoing bound, what is ignored).
+
+    It starts with the :class:`HandshakeRequested` it is given as its first event; the
+    server answers it with :meth:`accept` or :meth:`refuse` (then :attr:`refusal` is
+    the status and reason for the adapter to answer with). Once ended, the adapter
+    closes its WebSocket with :attr:`close_code` / :attr:`close_reason`.
+    """
+
+    framed = False
+
+    def __init__(self, handshake: HandshakeRequested, limits: Limits | None = None) -> None:
+        self.limits = limits or Limits()
+        self.state = ConnectionState.CONNECTING
+        self.compression_level = handshake.compression_level
+        self.session = ServerMessageSession(self.limits, handshake.compression_level)
+        self.outgoing_size = 0
+        self.refusal: tuple[int, str] | None = None
+        self.close_code: int | None = None
+        self.close_reason = ""
+        self._events: deque[Event] = deque([handshake])
+        self._out: list[bytes] = []
+
+    @property
+    def ignored_messages(self) -> int:
+        """Messages dropped as the reference drops them (undecodable, duplicate id)."""
+        return self.session.ignored_messages
+
+    @property
+    def calls_in_flight(self) -> int:
+        """Calls received whose answer has not been taken to be sent."""
+        return self.session.calls_in_flight
+
+    def next_event(self) -> Event | None:
+        """The next event, or None."""
+        return self._events.popleft() if self._events else None
+
+    def accept(self) -> None:
+        """The handshake is accepted: messages flow."""
+        if self.state is not ConnectionState.CONNECTING:
+            raise LocalProtocolError("accept() needs a pending HandshakeRequested")
+        self.state = transition(self.state, Trigger.ACCEPTED)
+
+    def refuse(self, status: int = 400, reason: str = "refused") -> None:
+        """The handshake is refused with ``status`` and ``reason`` (see :attr:`refusal`)."""
+        if self.state is not ConnectionState.CONNECTING:
+            raise LocalProtocolError("refuse() is only possible during the handshake")
+        self.refusal = (status, reason)
+        self._end(Trigger.REFUSED, None, f"handshake refused ({status}): {reason}", None)
+
+    def receive_message(self, payload: bytes) -> None:
+        """Feed one binary message."""
+        if self.state is not ConnectionState.OPEN:
+            return
+        if len(payload) > self.limits.max_message_size:
+            limit = self.limits.max_message_size
+            self.fail(MessageTooLarge(f"message of {len(payload)} bytes over {limit}", limit))
+            return
+        try:
+            self.session.receive_message(payload)
+        except MessageTooLarge as exc:
+            self.fail(exc)
+            return
+        while (event := self.session.next_event()) is not None:
+            self._events.append(event)
+
+    def peer_closed(self, code: int | None = None, reason: str = "") -> None:
+        """The peer closed (or the socket is gone)."""
+        if not self.state.ended:
+            trigger = Trigger.CLOSE_RECEIVED if self.state is ConnectionState.OPEN else (
+                Trigger.CONNECTION_LOST
+            )
+            self._end(trigger, code if code is not None else 1005, reason, None)
+
+    def send_response(self, call_id: int, output: Ok[bytes] | Err[RpcHandlerError]) -> None:
+        """Answer call ``call_id``."""
+        self._check_open()
+        self.session.send_response(call_id, output)
+        self._take()
+
+    def send_event(self, topic: Topic, payload: bytes) -> None:
+        """Send an event (``payload`` is an rkyv archive) on ``topic``."""
+        self._check_open()
+        self.session.send_event(topic, payload)
+        self._take()
+
+    def send_state_change(self, updates: list[StateUpdate]) -> None:
+        """Send the changed state fields in one message."""
+        self._check_open()
+        self.session.send_state_change(updates)
+        self._take()
+
+    def send_packed(self, packed: bytes) -> bool:
+        """Queue a message packed once for many connections (fan-out); False when the peer
+        does not read (the connection is then closed with 1008)."""
+        self._check_open()
+        return self._queue(packed)
+
+    def messages_to_send(self) -> list[bytes]:
+        """Packed messages to send, in order; answered call ids become free."""
+        self.session.release_answered()
+        out, self._out = self._out, []
+        self.outgoing_size = 0
+        return out
+
+    def close(self, code: int = 1000, reason: str = "", now: float | None = None) -> None:
+        """Close with ``code`` (the adapter sends it)."""
+        if self.state is ConnectionState.OPEN:
+            # the adapter's close frame is the whole handshake as far as this side goes
+            self.state = transition(self.state, Trigger.CLOSE_SENT)
+            self._end(Trigger.CLOSE_COMPLETED, code, reason, None)
+        elif self.state is ConnectionState.CONNECTING:
+            self._end(Trigger.CLOSE_SENT, code, reason, None)
+
+    def fail(self, error: ProtocolError) -> None:
+        """Close because of ``error`` (its close code is sent)."""
+        if not self.state.ended:
+            self._end(Trigger.PROTOCOL_ERROR, error.close_code, str(error), error)
+
+    def get_timer(self) -> float | None:
+        """No timers: the server in front keeps the connection alive."""
+        return None
+
+    def handle_timer(self, now: float) -> None:
+        """Nothing to do (see :meth:`get_timer`)."""
+
+    def _take(self) -> None:
+        for payload in self.session.take_messages():
+            if not self._queue(payload):
+                return
+
+    def _queue(self, payload: bytes) -> bool:
+        if self.outgoing_size + len(payload) > self.limits.max_outgoing_bytes:
+            limit = self.limits.max_outgoing_bytes
+            self._end(
+                Trigger.PEER_NOT_READING,
+                1008,
+                f"outgoing queue over {limit} bytes: the peer does not read",
+                PeerNotReading(f"the peer did not read: over {limit} bytes queued for it"),
+            )
+            return False
+        self._out.append(payload)
+        self.outgoing_size += len(payload)
+        return True
+
+    def _check_open(self) -> None:
+        if self.state is not ConnectionState.OPEN:
+            raise LocalProtocolError(f"cannot send: the connection is {self.state.value}")
+
+    def _end(
+        self, trigger: Trigger, code: int | None, reason: str, error: HardLightError | None
+    ) -> None:
+        self.state = transition(self.state, trigger)
+        if self.state.ended:
+            self.close_code, self.close_reason = code, reason
+            self.session.end()
+            self._events.append(ConnectionClosed(code, reason, error))

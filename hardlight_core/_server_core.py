@@ -38,7 +38,7 @@ from ._channel import Channel
 from ._codec import encode
 from ._config import HandshakeInfo, Refuse, ServerConfig
 from ._conn_state import StateTracker
-from ._connection import ServerConnection, server_frame
+from ._connection import MessageConnection, ServerConnection, server_frame
 from ._envelope import NewEvent, StateUpdate, Topic, pack
 from ._errors import LocalProtocolError, ProtocolError, RpcHandlerError
 from ._events import CallReceived, ConnectionClosed, HandshakeRequested
@@ -207,8 +207,32 @@ class ServerCore:
 
     def open_session(self) -> ServerSession:
         """A new connection (its handshake not yet read)."""
-        session = ServerSession(self)
+        session = ServerSession(self, ServerConnection(limits=self.limits))
         self.sessions.add(session)
+        return session
+
+    def open_message_session(
+        self,
+        path: str,
+        headers: tuple[tuple[bytes, bytes], ...],
+        origin: str | None,
+        compression_level: int,
+        peer: Any = None,
+    ) -> ServerSession:
+        """A connection whose WebSocket handshake and framing something else does (ASGI).
+
+        The handshake rules run at once: if ``session.connection.refusal`` is set, answer
+        the upgrade with that status and reason (and forget the session); otherwise
+        accept, feed messages to :meth:`ServerSession.receive_message` and send
+        :meth:`ServerSession.messages_to_send`.
+        """
+        request = HandshakeRequested(path, headers, origin, compression_level)
+        session = ServerSession(self, MessageConnection(request, self.limits))
+        session.peer = peer
+        self.sessions.add(session)
+        session._input(None, None)
+        if session.connection.state.ended:
+            self.sessions.discard(session)
         return session
 
     @property
@@ -255,15 +279,24 @@ class ServerCore:
         subscribers = self.switch.subscribers(topic)
         if not subscribers:
             return 0
+        packs: dict[int, bytes] = {}
         frames: dict[int, bytes] = {}
         event = NewEvent(topic, payload)
         count = 0
         for session in list(subscribers):
-            level = session.connection.compression_level
-            frame = frames.get(level)
-            if frame is None:
-                frame = frames[level] = server_frame(pack(event, level))
-            if session.queue_frame(frame):
+            connection = session.connection
+            level = connection.compression_level
+            packed = packs.get(level)
+            if packed is None:
+                packed = packs[level] = pack(event, level)
+            if connection.framed:
+                frame = frames.get(level)
+                if frame is None:
+                    frame = frames[level] = server_frame(packed)
+                queued = session.queue_frame(frame)
+            else:
+                queued = session.queue_packed(packed)
+            if queued:
                 count += 1
         self.events_emitted += count
         return count
@@ -335,9 +368,9 @@ class EventEmitter:
 class ServerSession:
     """One server-side connection: its protocol machine, handler and state tracker."""
 
-    def __init__(self, core: ServerCore) -> None:
+    def __init__(self, core: ServerCore, connection: ServerConnection | MessageConnection) -> None:
         self.core = core
-        self.connection = ServerConnection(limits=core.limits)
+        self.connection = connection
         self.handler: Any = None
         self.tracker: StateTracker[Any] | None = None
         self.running: dict[int, HandlerCall] = {}
@@ -359,9 +392,36 @@ class ServerSession:
         The calls that arrive are started with ``core.spawn``; without one they are
         returned for the caller to run (:meth:`HandlerCall.run`).
         """
+        return self._input(data, now)
+
+    def receive_message(self, payload: bytes) -> list[HandlerCall]:
+        """Feed one whole binary message (a connection made by
+        :meth:`ServerCore.open_message_session`); calls start as by :meth:`receive_data`."""
+        return self._input(payload, None)
+
+    def peer_closed(self, code: int | None = None, reason: str = "") -> None:
+        """The peer of a message connection closed (or went away)."""
+        connection = self.connection
+        if isinstance(connection, MessageConnection):
+            connection.peer_closed(code, reason)
+            self._drain([])
+        self._after_io()
+
+    def messages_to_send(self) -> list[bytes]:
+        """Packed messages to send (a message connection), in order."""
+        connection = self.connection
+        assert isinstance(connection, MessageConnection), "a framed connection: data_to_send()"
+        return connection.messages_to_send()
+
+    def _input(self, data: bytes | None, now: float | None) -> list[HandlerCall]:
         calls: list[HandlerCall] = []
+        connection = self.connection
         try:
-            self.connection.receive_data(data, now)
+            if data is not None:
+                if isinstance(connection, MessageConnection):
+                    connection.receive_message(data)
+                else:
+                    connection.receive_data(data, now)
             self._drain(calls)
         except Exception:
             self._internal_error("reading from the connection")
@@ -551,9 +611,21 @@ class ServerSession:
     def queue_frame(self, frame: bytes) -> bool:
         """Queue a whole event frame (fan-out); False if the connection is not open."""
         connection = self.connection
-        if connection.state is not ConnectionState.OPEN:
+        if connection.state is not ConnectionState.OPEN or connection.framed is False:
             return False
+        assert isinstance(connection, ServerConnection)
         queued = connection.send_frame(frame)
+        self._after_io()
+        return queued
+
+    def queue_packed(self, packed: bytes) -> bool:
+        """Queue an event packed once for many (fan-out to a message connection)."""
+        connection = self.connection
+        if connection.state is not ConnectionState.OPEN or not isinstance(
+            connection, MessageConnection
+        ):
+            return False
+        queued = connection.send_packed(packed)
         self._after_io()
         return queued
 
@@ -561,7 +633,9 @@ class ServerSession:
 
     def data_to_send(self) -> bytes:
         """Everything queued for the socket; empties the buffer."""
-        return self.connection.data_to_send()
+        connection = self.connection
+        assert isinstance(connection, ServerConnection), "a message connection: messages_to_send()"
+        return connection.data_to_send()
 
     def close(self, code: int = 1000, reason: str = "", now: float | None = None) -> None:
         """Start the close handshake (graceful shutdown uses 1001)."""
@@ -581,9 +655,13 @@ class ServerSession:
 
     def connection_lost(self) -> None:
         """The socket is gone (reset, EOF or a failed write): clean everything up."""
-        if not self.connection.state.ended:
+        connection = self.connection
+        if not connection.state.ended:
             with contextlib.suppress(Exception):
-                self.connection.receive_data(b"")
+                if isinstance(connection, MessageConnection):
+                    connection.peer_closed(None, "connection lost")
+                else:
+                    connection.receive_data(b"")
                 self._drain([])
         self.cancel_calls()
         self._end()
