@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Optional
 
+import msgspec
 import pytest
 
 from hardlight_core import DecodeError, EncodeError, codec_for, decode, encode
@@ -63,3 +64,22 @@ def test_ambiguous_optional_is_refused() -> None:
 def test_option_values_must_be_some_or_none() -> None:
     with pytest.raises(EncodeError, match="Some"):
         encode(5, Option[u8])
+
+
+class Link(msgspec.Struct):
+    value: u8
+    next: Option[Box[Link]]
+
+
+def _chain(n: int) -> Link:
+    link = Link(0, None)
+    for i in range(1, n):
+        link = Link(i % 256, Some(link))
+    return link
+
+
+def test_deep_nesting_is_a_decode_error_not_a_crash() -> None:
+    assert decode(encode(_chain(90), Link), Link) == _chain(90)
+    with pytest.raises(DecodeError, match="nested more than") as info:
+        decode(encode(_chain(150), Link), Link)
+    assert info.value.__context__ is None

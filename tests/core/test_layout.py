@@ -58,3 +58,13 @@ def test_enum_tag_widths() -> None:
     ts, offsets, shape = enum_layout(3, [[U8], [U8, U64], []])
     assert ts == 1 and offsets[1] == [1, 8] and shape.size == 16 and shape.align == 8
     assert shape.niche == Niche(253, 0, 1)
+
+
+def test_option_in_option_keeps_the_inner_enum_whole() -> None:
+    # ArchivedOption<u64>: tag, padding, payload at 8 -> 16 bytes, align 8, a tag niche
+    _, inner_offsets, inner = enum_layout(2, [[], [U64]])
+    assert inner_offsets == [[], [8]] and (inner.size, inner.align) == (16, 8)
+    # ArchivedOption<ArchivedOption<u64>>: the inner option sits at 8 as a 16-byte unit
+    _, offsets, outer = enum_layout(2, [[], [inner]])
+    assert offsets == [[], [8]] and (outer.size, outer.align) == (24, 8)
+    assert outer.niche == Niche(254, 0, 1)
