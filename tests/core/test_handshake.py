@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hl_pair import KEY, drain
+from hl_pair import KEY, drain, open_pair
 
 from hardlight_conformance._data import load_json, traffic_dir
 from hardlight_core._connection import ClientConnection, ServerConnection
@@ -107,12 +107,7 @@ def test_frames_in_the_same_chunk_as_the_request_are_kept() -> None:
     client = ClientConnection("h", random_bytes=lambda n: KEY)
     request = client.data_to_send()
     server = ServerConnection()
-    client2 = ClientConnection("h", random_bytes=lambda n: KEY)
-    client2.data_to_send()
-    # a frame made by a client that is already open
-    from hl_pair import open_pair
-
-    c, _s = open_pair()
+    c, _s = open_pair()  # a frame made by a client that is already open
     c.start_call(b"\0" * 8)
     frame = c.data_to_send()
     server.receive_data(request + frame)
@@ -139,9 +134,13 @@ def test_client_checks_the_answer() -> None:
 
 
 def test_client_accepts_the_right_answer() -> None:
-    from hl_pair import open_pair
-
-    client, server = open_pair(level=1)
+    client = ClientConnection("h", compression_level=1, random_bytes=lambda n: KEY)
+    server = ServerConnection()
+    server.receive_data(client.data_to_send())
+    drain(server)
+    server.accept()
+    client.receive_data(server.data_to_send())
+    (connected,) = drain(client)
+    assert isinstance(connected, Connected) and connected.compression_level == 1
     assert client.state is ConnectionState.OPEN and server.state is ConnectionState.OPEN
     assert server.compression_level == 1
-    assert not any(isinstance(e, Connected) for e in drain(client))  # consumed by open_pair

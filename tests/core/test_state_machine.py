@@ -106,8 +106,9 @@ class Engines(RuleBasedStateMachine):
         self.deliver_to_server(10**9)
 
     @invariant()
-    def ids_are_bounded(self) -> None:
-        assert len(self.in_flight) <= 256
+    def client_ids_match_the_calls_awaited(self) -> None:
+        # an id is taken exactly while its call waits for an answer
+        assert self.client.connection.calls_in_flight == len(self.in_flight)
 
     def teardown(self) -> None:
         # deliver everything, run every call: each call answered exactly once
