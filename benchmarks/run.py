@@ -34,7 +34,8 @@ from typing import Any
 
 import msgspec
 
-from hardlight_core import ClientConfig, ClientTLS, ServerTLS, Topic
+from hardlight_core import Topic
+from hardlight_support import ClientConfig, ClientTLS, ServerTLS
 
 HERE = Path(__file__).resolve().parent
 

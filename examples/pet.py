@@ -6,7 +6,7 @@ import asyncio
 
 from hardlight_asyncio import Client, Server
 from hardlight_conformance.apps.pet import PetHandler, PetService
-from hardlight_core import ClientConfig, ServerConfig
+from hardlight_support import ClientConfig, ServerConfig
 
 
 async def main() -> int:

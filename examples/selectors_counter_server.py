@@ -19,7 +19,8 @@ import time
 from typing import Any
 
 from hardlight_conformance.apps.counter import CounterEvent, CounterHandler, ServerSentTest
-from hardlight_core import HandlerCall, ServerCore, ServerSession, ServerTLS, TopicCreated, encode
+from hardlight_core import HandlerCall, ServerCore, ServerSession, TopicCreated, encode
+from hardlight_support import ServerTLS
 
 
 class Connection:

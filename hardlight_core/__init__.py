@@ -4,7 +4,6 @@ Bytes go in, events and bytes come out: the rkyv 0.7 codec, raw-deflate packing,
 the HTTP upgrade, WebSocket framing, RPC multiplexing, state deltas and topics.
 """
 
-from ._bus import BusUnavailable, subject_topic, topic_subject
 from ._channel import Channel
 from ._client_core import (
     CallOutcome,
@@ -16,7 +15,7 @@ from ._client_core import (
 )
 from ._client_driver import ClientDriver, ClientPhase, Waiter
 from ._codec import Codec, codec_for, decode, encode
-from ._config import ClientConfig, HandshakeInfo, ReconnectPolicy, Refuse, ServerConfig
+from ._config import ClientSettings, HandshakeInfo, ReconnectPolicy, Refuse, ServerSettings
 from ._conn_state import StateMirror, StateTracker
 from ._connection import ClientConnection, MessageConnection, ServerConnection
 from ._deflate import DEFAULT_MAX_INFLATED_SIZE, InflateError, deflate, inflate
@@ -81,7 +80,6 @@ from ._server_core import EventEmitter, HandlerCall, ServerCore, ServerSession, 
 from ._service import Handler, MethodSpec, Service, ServiceSpec
 from ._session import ClientMessageSession, ServerMessageSession, SessionState
 from ._state import ConnectionState
-from ._tls import CertificateMismatch, ClientTLS, ServerTLS, fingerprint_sha256
 from ._topics import EventBus, EventSwitch, LocalBus, TopicCreated, TopicRemoved
 from ._transport import ClientTransport, MessageReceived, ServerTransport
 from ._types import (
@@ -109,6 +107,8 @@ from ._types import (
 )
 
 __all__ = [
+    "ClientSettings",
+    "ServerSettings",
     "MessageConnection",
     "ConnectError",
     "Waiter",
@@ -126,15 +126,12 @@ __all__ = [
     "Channel",
     "Array",
     "Box",
-    "BusUnavailable",
     "CallFailed",
     "CallOutcome",
     "CallReceived",
     "CallTimeout",
-    "CertificateMismatch",
     "ClientClosed",
     "ClientCompressError",
-    "ClientConfig",
     "ClientConnection",
     "ClientCore",
     "ClientDecodeError",
@@ -143,7 +140,6 @@ __all__ = [
     "ClientMessage",
     "ClientNotConnected",
     "ClientOpened",
-    "ClientTLS",
     "Codec",
     "CodecError",
     "Connected",
@@ -185,7 +181,6 @@ __all__ = [
     "RpcError",
     "RpcHandlerError",
     "ServerCompressError",
-    "ServerConfig",
     "ServerConnection",
     "ServerCore",
     "ServerDecodeError",
@@ -193,7 +188,6 @@ __all__ = [
     "ServerEncodeError",
     "ServerMessage",
     "ServerSession",
-    "ServerTLS",
     "Service",
     "ServiceSpec",
     "StateChange",
@@ -218,7 +212,6 @@ __all__ = [
     "encode_server_message",
     "f32",
     "f64",
-    "fingerprint_sha256",
     "i128",
     "i16",
     "i32",
@@ -227,8 +220,6 @@ __all__ = [
     "inflate",
     "isize",
     "pack",
-    "subject_topic",
-    "topic_subject",
     "u128",
     "u16",
     "u32",

@@ -31,7 +31,7 @@ from ._client_core import (
     ClientOutcome,
     EventDelivered,
 )
-from ._config import ClientConfig
+from ._config import ClientSettings
 from ._errors import (
     CallTimeout,
     ClientNotConnected,
@@ -96,7 +96,7 @@ class _Pending:
 class ClientDriver:
     """Calls, events, the state mirror and reconnection for one client of ``service``."""
 
-    def __init__(self, service: type[Any], config: ClientConfig) -> None:
+    def __init__(self, service: type[Any], config: ClientSettings) -> None:
         self.service = service
         self.config = config
         self.spec = ServiceSpec.of(service)

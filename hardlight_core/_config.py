@@ -1,27 +1,19 @@
-"""Server and client configuration, shared by every adapter.
+"""What the drivers need to know of a configuration, without addresses, files or sockets.
 
-TLS is on unless plain TCP is asked for by name (``ServerConfig.plaintext`` /
-``ClientConfig(..., plaintext=True)``), for use behind a TLS-terminating proxy.
+The configurations themselves (``ServerConfig``, ``ClientConfig``: host, port,
+TLS, backlog) live with the adapters in ``hardlight_support``; the core reads
+them through the :class:`ServerSettings` and :class:`ClientSettings` protocols.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Protocol
 
-from ._tls import ClientTLS, ServerTLS
+from ._limits import Limits
 
-__all__ = ["ClientConfig", "HandshakeInfo", "ReconnectPolicy", "Refuse", "ServerConfig"]
-
-DEFAULT_COMPRESSION_LEVEL = 6
-
-
-def _split_address(address: str, default_port: int) -> tuple[str, int]:
-    host, sep, port = address.rpartition(":")
-    if not sep or not port.isdigit():
-        return address, default_port
-    return host, int(port)
+__all__ = ["ClientSettings", "HandshakeInfo", "ReconnectPolicy", "Refuse", "ServerSettings"]
 
 
 @dataclass(frozen=True)
@@ -52,64 +44,6 @@ class Refuse(Exception):
 
 
 @dataclass(frozen=True)
-class ServerConfig:
-    """Where and how a server listens.
-
-    ``authenticate(info)`` runs on every upgrade request: raise :class:`Refuse` to
-    answer it with an error status; what it returns is handed to the connection's
-    handler as ``handler.auth``. ``allowed_origins`` (when set) refuses browsers
-    from other origins with 403.
-    """
-
-    host: str = "127.0.0.1"
-    port: int = 8080
-    tls: ServerTLS | None = None
-    plaintext: bool = False
-    max_connections: int = 10_000
-    allowed_origins: frozenset[str] | None = None
-    authenticate: Callable[[HandshakeInfo], Any] | None = None
-    shutdown_grace: float = 5.0
-    limits: Any = None  # hardlight_core.Limits; None = defaults
-    backlog: int = 1024
-
-    def __post_init__(self) -> None:
-        if self.tls is None and not self.plaintext:
-            raise ValueError(
-                "ServerConfig needs tls= (ServerTLS.from_files / ServerConfig.self_signed) "
-                "or an explicit plaintext=True for use behind a TLS-terminating proxy"
-            )
-
-    @classmethod
-    def self_signed(cls, address: str = "localhost:8080", **kwargs: Any) -> ServerConfig:
-        """Listen on ``address`` with a fresh self-signed certificate.
-
-        Its fingerprint is ``config.tls.fingerprint`` (and :attr:`fingerprint`): give it
-        to clients (``ClientTLS.pinned(fp)``).
-        """
-        host, port = _split_address(address, 8080)
-        tls = ServerTLS.self_signed(host, "127.0.0.1")
-        bind = "127.0.0.1" if host == "localhost" else host
-        return cls(host=bind, port=port, tls=tls, **kwargs)
-
-    @classmethod
-    def from_files(cls, address: str, cert_file: str, key_file: str, **kwargs: Any) -> ServerConfig:
-        """Listen on ``address`` with a certificate chain and key from PEM files."""
-        host, port = _split_address(address, 8080)
-        return cls(host=host, port=port, tls=ServerTLS.from_files(cert_file, key_file), **kwargs)
-
-    @classmethod
-    def plain(cls, address: str, **kwargs: Any) -> ServerConfig:
-        """Plain TCP, no TLS: only behind a TLS-terminating proxy."""
-        host, port = _split_address(address, 8080)
-        return cls(host=host, port=port, plaintext=True, **kwargs)
-
-    @property
-    def fingerprint(self) -> str | None:
-        """SHA-256 fingerprint of the server certificate (None without TLS)."""
-        return self.tls.fingerprint if self.tls is not None else None
-
-
-@dataclass(frozen=True)
 class ReconnectPolicy:
     """Exponential backoff between reconnection attempts (``max_attempts`` 0 = forever)."""
 
@@ -128,43 +62,31 @@ class ReconnectPolicy:
         return out
 
 
-@dataclass(frozen=True)
-class ClientConfig:
-    """Where a client connects and how it checks the server.
-
-    ``address`` is ``host:port`` (``wss://host:port`` is accepted too). TLS
-    verification follows ``tls`` (system trust store by default).
-    """
-
-    address: str = "localhost:8080"
-    tls: ClientTLS = field(default_factory=ClientTLS)
-    plaintext: bool = False
-    compression_level: int = DEFAULT_COMPRESSION_LEVEL
-    call_timeout: float | None = 30.0
-    connect_timeout: float = 10.0
-    reconnect: ReconnectPolicy | None = None
-    limits: Any = None  # hardlight_core.Limits; None = defaults
-
-    def __post_init__(self) -> None:
-        if not 0 <= self.compression_level <= 9:
-            raise ValueError(f"compression_level must be 0..9, got {self.compression_level}")
+class ServerSettings(Protocol):
+    """What :meth:`ServerCore.from_config` reads of a server configuration."""
 
     @property
-    def host_port(self) -> tuple[str, int]:
-        """(host, port) to connect to."""
-        address = self.address
-        for scheme in ("wss://", "ws://"):
-            if address.startswith(scheme):
-                address = address[len(scheme) :]
-        address = address.rstrip("/")
-        return _split_address(address, 80 if self.plaintext else 443)
+    def limits(self) -> Limits | None: ...
+    @property
+    def max_connections(self) -> int: ...
+    @property
+    def allowed_origins(self) -> frozenset[str] | None: ...
+    @property
+    def authenticate(self) -> Callable[[HandshakeInfo], Any] | None: ...
+
+
+class ClientSettings(Protocol):
+    """What the client driver reads of a client configuration."""
 
     @property
-    def server_hostname(self) -> str:
-        """Name checked against the certificate (and sent as SNI)."""
-        return self.tls.server_hostname or self.host_port[0]
-
-    @classmethod
-    def pinned(cls, address: str, fingerprint: str, **kwargs: Any) -> ClientConfig:
-        """Connect to a self-signed server, trusting only that certificate fingerprint."""
-        return cls(address=address, tls=ClientTLS.pinned(fingerprint), **kwargs)
+    def host_port(self) -> tuple[str, int]: ...
+    @property
+    def compression_level(self) -> int: ...
+    @property
+    def limits(self) -> Limits | None: ...
+    @property
+    def call_timeout(self) -> float | None: ...
+    @property
+    def connect_timeout(self) -> float: ...
+    @property
+    def reconnect(self) -> ReconnectPolicy | None: ...

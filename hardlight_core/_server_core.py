@@ -36,7 +36,7 @@ from typing import Any
 
 from ._channel import Channel
 from ._codec import encode
-from ._config import HandshakeInfo, Refuse, ServerConfig
+from ._config import HandshakeInfo, Refuse, ServerSettings
 from ._conn_state import StateTracker
 from ._connection import MessageConnection, ServerConnection, server_frame
 from ._envelope import NewEvent, StateUpdate, Topic, pack
@@ -191,7 +191,7 @@ class ServerCore:
 
     @classmethod
     def from_config(
-        cls, config: ServerConfig, handler_class: type[Any], handler_factory: Any = None
+        cls, config: ServerSettings, handler_class: type[Any], handler_factory: Any = None
     ) -> ServerCore:
         """The engine for a server configured by ``config`` (what every adapter builds)."""
         return cls(
@@ -642,6 +642,16 @@ class ServerSession:
         if not self.connection.state.ended and self.connection.state is not ConnectionState.CLOSING:
             self.connection.close(code, reason, now)
             self._drain([])
+        self._after_io()
+
+    def send_failed(self) -> None:
+        """The adapter could not write what it was given: the connection is lost."""
+        connection = self.connection
+        if isinstance(connection, ServerConnection):
+            connection.send_failed()
+        else:
+            connection.peer_closed(None, "write failed")
+        self._drain([])
         self._after_io()
 
     def cancel_calls(self) -> None:

@@ -17,13 +17,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from hardlight_core import (
-    CallTimeout,
-    ClientConfig,
-    ClientTLS,
-    TooManyCallsInFlight,
-    Topic,
-)
+from hardlight_core import CallTimeout, TooManyCallsInFlight, Topic
+from hardlight_support import ClientConfig, ClientTLS
 
 from .apps import chat, counter, pet, todo
 

@@ -9,7 +9,8 @@ import sys
 import threading
 from typing import Any
 
-from hardlight_core import ServerConfig, ServerTLS, TopicCreated, encode
+from hardlight_core import TopicCreated, encode
+from hardlight_support import ServerConfig, ServerTLS
 
 from ._live import ADAPTERS
 from .apps import APPS, counter

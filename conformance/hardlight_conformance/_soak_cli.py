@@ -20,7 +20,8 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from hardlight_core import CallTimeout, ClientConfig, ClientTLS, HardLightError, RpcError
+from hardlight_core import CallTimeout, HardLightError, RpcError
+from hardlight_support import ClientConfig, ClientTLS
 
 from .apps import counter
 

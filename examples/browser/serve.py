@@ -20,7 +20,7 @@ from pathlib import Path
 from hardlight._browser_proxy import start_browser_proxy
 from hardlight_asyncio import Server
 from hardlight_conformance.apps.chat import ChatHandler, ChatRooms
-from hardlight_core import ServerConfig
+from hardlight_support import ServerConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVED = ("examples/browser/", "clients/js/src/")

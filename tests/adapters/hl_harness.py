@@ -10,8 +10,9 @@ from typing import Any
 
 import anyio
 
-from hardlight_core import ServerConfig, u32
+from hardlight_core import u32
 from hardlight_core._service import Handler, Service
+from hardlight_support import ServerConfig
 
 ADAPTERS = ("asyncio", "anyio", "threads")
 #: the server adapters with anyio on both of its backends
@@ -61,7 +62,8 @@ class RunningServer:
 
             import hardlight_anyio
 
-            self._portal_cm = start_blocking_portal("trio" if adapter == "anyio-trio" else "asyncio")
+            backend = "trio" if adapter == "anyio-trio" else "asyncio"
+            self._portal_cm = start_blocking_portal(backend)
             self.portal = self._portal_cm.__enter__()
             self.server = hardlight_anyio.Server(config, handler)
             self._server_cm = self.portal.wrap_async_context_manager(self.server)

@@ -15,8 +15,9 @@ from hardlight_conformance.apps.counter import (
     Incremented,
     ServerSentTest,
 )
-from hardlight_core import CallTimeout, ClientConfig, HandlerPanicked, HardLightError, ServerConfig
+from hardlight_core import CallTimeout, HandlerPanicked, HardLightError
 from hardlight_core._topics import TopicCreated, TopicRemoved
+from hardlight_support import ClientConfig, ServerConfig
 
 
 async def _seed_flow() -> list[object]:

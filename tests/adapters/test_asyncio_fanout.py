@@ -13,7 +13,8 @@ from typing import Any
 
 from hardlight_asyncio import Client, Server
 from hardlight_conformance.apps import chat
-from hardlight_core import ClientConfig, ClientTLS, Limits, ServerConfig, ServerTLS
+from hardlight_core import Limits
+from hardlight_support import ClientConfig, ClientTLS, ServerConfig, ServerTLS
 
 TLS = ServerTLS.self_signed("localhost", "127.0.0.1")
 

@@ -16,7 +16,8 @@ from hardlight_asyncio._tls_socket import (
     open_tls_connection,
     tls_handshake,
 )
-from hardlight_core import ClientConfig, Handler, Limits, ServerConfig, ServerTLS, Service, u32
+from hardlight_core import Handler, Limits, Service, u32
+from hardlight_support import ClientConfig, ServerConfig, ServerTLS
 
 TLS = ServerTLS.self_signed("localhost", "127.0.0.1")
 TRANSPORTS = ("socket", "asyncio")
@@ -45,7 +46,7 @@ def _client_config(port: int, **kwargs: Any) -> ClientConfig:
 
 
 def _client_tls() -> Any:
-    from hardlight_core import ClientTLS
+    from hardlight_support import ClientTLS
 
     return ClientTLS(ca_pem=TLS.cert_pem)
 

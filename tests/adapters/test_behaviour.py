@@ -16,17 +16,13 @@ from hl_harness import ADAPTERS, Probe, ProbeHandler, RunningServer, running
 from hardlight_conformance._live import LiveClient
 from hardlight_core import (
     CallTimeout,
-    CertificateMismatch,
-    ClientConfig,
     ClientNotConnected,
-    ClientTLS,
     ConnectionRefused,
     HandlerPanicked,
     HardLightError,
     Refuse,
-    ServerConfig,
-    ServerTLS,
 )
+from hardlight_support import CertificateMismatch, ClientConfig, ClientTLS, ServerConfig, ServerTLS
 
 PAIRS = [(s, c) for s in ADAPTERS for c in ADAPTERS]
 WAIT = 10.0

@@ -24,18 +24,11 @@ import pytest
 from hl_harness import SERVER_RUNTIMES, RunningServer
 
 from hardlight_asyncio import Client
-from hardlight_core import (
-    ClientConfig,
-    HandlerPanicked,
-    Limits,
-    ServerConfig,
-    ServerEncodeError,
-    i64,
-    u32,
-)
+from hardlight_core import HandlerPanicked, Limits, ServerEncodeError, i64, u32
 from hardlight_core._connection import ClientConnection
 from hardlight_core._envelope import RPCRequest, pack, unpack_server_message
 from hardlight_core._service import Handler, Service, ServiceSpec
+from hardlight_support import ClientConfig, ServerConfig
 
 WAIT = 10.0
 F = TypeVar("F", bound=Callable[..., Any])
@@ -133,7 +126,8 @@ def runtime(request: pytest.FixtureRequest) -> str:
 @pytest.fixture
 def kv_server(runtime: str) -> Iterator[RunningServer]:
     limits = Limits(handshake_timeout=1.0, max_outgoing_bytes=64 * 1024)
-    server = RunningServer(runtime, ServerConfig.self_signed("localhost:0", limits=limits), KvHandler)
+    config = ServerConfig.self_signed("localhost:0", limits=limits)
+    server = RunningServer(runtime, config, KvHandler)
     try:
         yield server
     finally:
@@ -367,7 +361,9 @@ def test_stop_with_a_call_in_flight_is_clean(
         await client.disconnect()
 
     _run(go())
-    problems = [r for r in caplog.records if r.levelno >= logging.ERROR or "reuse" in r.getMessage()]
+    problems = [
+        r for r in caplog.records if r.levelno >= logging.ERROR or "reuse" in r.getMessage()
+    ]
     assert not problems, [r.getMessage() for r in problems]
 
 

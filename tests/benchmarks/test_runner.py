@@ -15,7 +15,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from hardlight_core import ServerTLS
+from hardlight_support import ServerTLS
 
 RUNNER = Path(__file__).resolve().parents[2] / "benchmarks" / "run.py"
 TLS = ServerTLS.self_signed("localhost", "127.0.0.1")

@@ -47,9 +47,7 @@ from hardlight_core import (
     Err,
     Handler,
     Result,
-    ServerConfig,
     ServerDecodeError,
-    ServerTLS,
     Service,
     Variant,
     char,
@@ -64,6 +62,7 @@ from hardlight_core import (
     usize,
 )
 from hardlight_core._types import Option
+from hardlight_support import ServerConfig, ServerTLS
 
 ROOT = Path(__file__).resolve().parents[2]
 JS = ROOT / "clients" / "js"

@@ -23,7 +23,8 @@ import pytest
 
 from hardlight_conformance._serve_cli import handler_for
 from hardlight_conformance.apps.chat import ChatHandler, Joined, Left
-from hardlight_core import ServerConfig, ServerTLS, Topic
+from hardlight_core import Topic
+from hardlight_support import ServerConfig, ServerTLS
 
 SUMMARY = re.compile(r"^(\d+) passed, (\d+) failed(?:, (\d+) divergences?)?$")
 CHECK_TIMEOUT = 90  # seconds for a whole ``check`` subprocess

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from hardlight_asyncio import Client
 from hardlight_conformance.apps.counter import Counter, CounterEvent, Incremented, ServerSentTest
-from hardlight_core import ClientConfig
+from hardlight_support import ClientConfig
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "selectors_counter_server.py"
 

@@ -22,7 +22,8 @@ import pytest
 
 from hardlight_asyncio import BusUnavailable, Client, NatsBus, Server
 from hardlight_conformance.apps import chat
-from hardlight_core import ClientConfig, ClientTLS, ServerConfig, Topic
+from hardlight_core import Topic
+from hardlight_support import ClientConfig, ClientTLS, ServerConfig
 
 pytestmark = pytest.mark.nats
 WAIT = 10.0

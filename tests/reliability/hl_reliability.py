@@ -12,9 +12,9 @@ import threading
 from typing import Any
 
 from hardlight_conformance.apps.counter import CounterHandler
-from hardlight_core import ClientConfig, ServerConfig
 from hardlight_core._connection import ClientConnection
 from hardlight_core._limits import Limits
+from hardlight_support import ClientConfig, ServerConfig
 
 TIMEOUT = 10.0
 

@@ -19,15 +19,8 @@ import anyio.abc
 import sniffio
 from anyio.streams.tls import TLSAttribute
 
-from hardlight_core import (
-    CertificateMismatch,
-    ClientConfig,
-    ClientCore,
-    ClientDriver,
-    EventDelivered,
-    HardLightError,
-)
-from hardlight_support import ChannelReader
+from hardlight_core import ClientCore, ClientDriver, EventDelivered, HardLightError
+from hardlight_support import CertificateMismatch, ChannelReader, ClientConfig
 
 __all__ = ["Client", "Subscription", "client_class"]
 

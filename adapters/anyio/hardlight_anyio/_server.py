@@ -22,14 +22,13 @@ from anyio.streams.tls import TLSListener
 from hardlight_core import EventEmitter as CoreEventEmitter
 from hardlight_core import (
     HardLightError,
-    ServerConfig,
     ServerCore,
     ServerSession,
     Topic,
     TopicCreated,
     TopicRemoved,
 )
-from hardlight_support import ChannelReader
+from hardlight_support import ChannelReader, ServerConfig
 
 __all__ = ["EventEmitter", "Server", "TopicNotifier"]
 
@@ -106,7 +105,7 @@ class _Connection:
                     await self.stream.send(data)
                 except Exception as exc:  # the peer went away
                     log.debug("connection write failed: %s", exc)
-                    session.connection.send_failed()
+                    session.send_failed()
                     self.cancel()
                     return
             if session.finished:

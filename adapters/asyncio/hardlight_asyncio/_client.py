@@ -11,14 +11,8 @@ import contextlib
 import socket
 from typing import Any, TypeVar, cast
 
-from hardlight_core import (
-    CertificateMismatch,
-    ClientConfig,
-    ClientDriver,
-    EventDelivered,
-    HardLightError,
-)
-from hardlight_support import ChannelReader
+from hardlight_core import ClientDriver, EventDelivered, HardLightError
+from hardlight_support import CertificateMismatch, ChannelReader, ClientConfig
 
 from ._tls_socket import open_tls_connection, supports_socket_tls
 

@@ -2,7 +2,7 @@
 
 Every node subscribes to a topic's subject while one of its connections is
 subscribed to the topic, publishes the events emitted on it, and delivers events
-from other nodes to its own subscribers (see ``hardlight_core._bus``). The topic
+from other nodes to its own subscribers (see ``hardlight_support._subjects``). The topic
 notifier stays per node: ``TopicCreated`` / ``TopicRemoved`` say when *this*
 server gains its first or loses its last subscriber of a topic.
 
@@ -17,7 +17,7 @@ import logging
 from typing import Any
 
 from hardlight_core import ServerCore, Topic, TopicCreated, TopicRemoved
-from hardlight_core._bus import (
+from hardlight_support import (
     ORIGIN_HEADER,
     BusUnavailable,
     new_node_id,

@@ -14,16 +14,8 @@ from collections.abc import Coroutine
 from typing import Any, cast
 
 from hardlight_core import EventEmitter as CoreEventEmitter
-from hardlight_core import (
-    Limits,
-    ServerConfig,
-    ServerCore,
-    ServerSession,
-    Topic,
-    TopicCreated,
-    TopicRemoved,
-)
-from hardlight_support import ChannelReader
+from hardlight_core import Limits, ServerCore, ServerSession, Topic, TopicCreated, TopicRemoved
+from hardlight_support import ChannelReader, ServerConfig
 
 from ._tls_socket import TLSListener, supports_socket_tls
 
@@ -71,7 +63,7 @@ class _Connection(asyncio.Protocol):
         if sock is not None:
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        transport.set_write_buffer_limits(high=256 * 1024)
+        self.transport.set_write_buffer_limits(high=256 * 1024)
         self._rearm()
 
     def pause_writing(self) -> None:

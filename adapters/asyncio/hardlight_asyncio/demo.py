@@ -22,7 +22,8 @@ from hardlight_conformance.apps.counter import (
     Incremented,
     ServerSentTest,
 )
-from hardlight_core import ClientConfig, ServerConfig, Topic, TopicCreated
+from hardlight_core import Topic, TopicCreated
+from hardlight_support import ClientConfig, ServerConfig
 
 from ._client import Client
 from ._server import Server

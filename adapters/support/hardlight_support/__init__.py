@@ -2,10 +2,28 @@
 
 The core (``hardlight_core``) decides everything and does no I/O; the adapters
 (asyncio, anyio, threads, ASGI) move bytes. What two adapters need beyond that
-(waiting on the core's channels, ...) lives here, once.
+(waiting on the core's channels, configurations with addresses and TLS, certificate
+files, NATS subject names) lives here, once.
 """
 
 from ._blocking import BlockingChannelReader
 from ._channels import ChannelReader
+from ._config import ClientConfig, ServerConfig
+from ._subjects import ORIGIN_HEADER, BusUnavailable, new_node_id, subject_topic, topic_subject
+from ._tls import CertificateMismatch, ClientTLS, ServerTLS, fingerprint_sha256
 
-__all__ = ["BlockingChannelReader", "ChannelReader"]
+__all__ = [
+    "BlockingChannelReader",
+    "BusUnavailable",
+    "CertificateMismatch",
+    "ChannelReader",
+    "ClientConfig",
+    "ClientTLS",
+    "ORIGIN_HEADER",
+    "ServerConfig",
+    "ServerTLS",
+    "fingerprint_sha256",
+    "new_node_id",
+    "subject_topic",
+    "topic_subject",
+]

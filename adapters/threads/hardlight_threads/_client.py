@@ -15,14 +15,8 @@ import time
 from concurrent.futures import Future
 from typing import Any, TypeVar
 
-from hardlight_core import (
-    CertificateMismatch,
-    ClientConfig,
-    ClientDriver,
-    EventDelivered,
-    HardLightError,
-)
-from hardlight_support import BlockingChannelReader
+from hardlight_core import ClientDriver, EventDelivered, HardLightError
+from hardlight_support import BlockingChannelReader, CertificateMismatch, ClientConfig
 
 from ._pump import SocketPump
 

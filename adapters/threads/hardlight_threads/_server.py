@@ -19,14 +19,8 @@ from collections.abc import Coroutine
 from typing import Any
 
 from hardlight_core import EventEmitter as CoreEventEmitter
-from hardlight_core import (
-    ServerConfig,
-    ServerCore,
-    ServerSession,
-    TopicCreated,
-    TopicRemoved,
-)
-from hardlight_support import BlockingChannelReader
+from hardlight_core import ServerCore, ServerSession, TopicCreated, TopicRemoved
+from hardlight_support import BlockingChannelReader, ServerConfig
 
 from ._pump import SocketPump
 

@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from hardlight_core import Topic
-from hardlight_core._bus import subject_topic, topic_subject
+from hardlight_support import subject_topic, topic_subject
 
 
 @given(st.binary(max_size=64), st.booleans())

@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import os
 
-from ._envelope import Topic
-from ._errors import HardLightError
+from hardlight_core import HardLightError, Topic
 
 __all__ = [
     "BusUnavailable",

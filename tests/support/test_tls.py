@@ -9,8 +9,14 @@ import threading
 
 import pytest
 
-from hardlight_core import ClientConfig, ServerConfig
-from hardlight_core._tls import CertificateMismatch, ClientTLS, ServerTLS, fingerprint_sha256
+from hardlight_support import (
+    CertificateMismatch,
+    ClientConfig,
+    ClientTLS,
+    ServerConfig,
+    ServerTLS,
+    fingerprint_sha256,
+)
 
 
 def _serve_once(context: ssl.SSLContext) -> tuple[int, threading.Thread]:
@@ -110,6 +116,7 @@ def test_server_config_needs_tls_or_explicit_plaintext() -> None:
 
 def test_client_config_addresses() -> None:
     assert ClientConfig("wss://example.org:9443/").host_port == ("example.org", 9443)
-    assert ClientConfig("example.org").host_port == ("example.org", 443)
+    with pytest.raises(ValueError, match="needs a port"):  # never a silent 443
+        ClientConfig("example.org")
     with pytest.raises(ValueError):
         ClientConfig(compression_level=10)

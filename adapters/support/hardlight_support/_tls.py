@@ -24,7 +24,7 @@ import ssl
 import tempfile
 from dataclasses import dataclass, field
 
-from ._errors import HardLightError
+from hardlight_core import HardLightError
 
 __all__ = ["CertificateMismatch", "ClientTLS", "ServerTLS", "fingerprint_sha256"]
 

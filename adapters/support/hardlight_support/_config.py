@@ -1,0 +1,134 @@
+"""Server and client configuration (addresses, TLS, timeouts), shared by every adapter.
+
+TLS is on unless plain TCP is asked for by name (``ServerConfig.plaintext`` /
+``ClientConfig(..., plaintext=True)``), for use behind a TLS-terminating proxy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from hardlight_core import HandshakeInfo, Limits, ReconnectPolicy
+
+from ._tls import ClientTLS, ServerTLS
+
+__all__ = ["ClientConfig", "ServerConfig"]
+
+DEFAULT_COMPRESSION_LEVEL = 6
+
+
+def _split_address(address: str, default_port: int) -> tuple[str, int]:
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit():
+        return address, default_port
+    return host, int(port)
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """Where and how a server listens.
+
+    ``authenticate(info)`` runs on every upgrade request: raise :class:`Refuse` to
+    answer it with an error status; what it returns is handed to the connection's
+    handler as ``handler.auth``. ``allowed_origins`` (when set) refuses browsers
+    from other origins with 403.
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    tls: ServerTLS | None = None
+    plaintext: bool = False
+    max_connections: int = 10_000
+    allowed_origins: frozenset[str] | None = None
+    authenticate: Callable[[HandshakeInfo], Any] | None = None
+    shutdown_grace: float = 5.0
+    limits: Limits | None = None  # None: the defaults
+    backlog: int = 1024
+
+    def __post_init__(self) -> None:
+        if self.tls is None and not self.plaintext:
+            raise ValueError(
+                "ServerConfig needs tls= (ServerTLS.from_files / ServerConfig.self_signed) "
+                "or an explicit plaintext=True for use behind a TLS-terminating proxy"
+            )
+
+    @classmethod
+    def self_signed(cls, address: str = "localhost:8080", **kwargs: Any) -> ServerConfig:
+        """Listen on ``address`` with a fresh self-signed certificate.
+
+        Its fingerprint is ``config.tls.fingerprint`` (and :attr:`fingerprint`): give it
+        to clients (``ClientTLS.pinned(fp)``).
+        """
+        host, port = _split_address(address, 8080)
+        tls = ServerTLS.self_signed(host, "127.0.0.1")
+        bind = "127.0.0.1" if host == "localhost" else host
+        return cls(host=bind, port=port, tls=tls, **kwargs)
+
+    @classmethod
+    def from_files(cls, address: str, cert_file: str, key_file: str, **kwargs: Any) -> ServerConfig:
+        """Listen on ``address`` with a certificate chain and key from PEM files."""
+        host, port = _split_address(address, 8080)
+        return cls(host=host, port=port, tls=ServerTLS.from_files(cert_file, key_file), **kwargs)
+
+    @classmethod
+    def plain(cls, address: str, **kwargs: Any) -> ServerConfig:
+        """Plain TCP, no TLS: only behind a TLS-terminating proxy."""
+        host, port = _split_address(address, 8080)
+        return cls(host=host, port=port, plaintext=True, **kwargs)
+
+    @property
+    def fingerprint(self) -> str | None:
+        """SHA-256 fingerprint of the server certificate (None without TLS)."""
+        return self.tls.fingerprint if self.tls is not None else None
+
+
+@dataclass(frozen=True)
+class ClientConfig:
+    """Where a client connects and how it checks the server.
+
+    ``address`` is ``host:port`` (``wss://host:port`` is accepted too). TLS
+    verification follows ``tls`` (system trust store by default).
+    """
+
+    address: str = "localhost:8080"
+    tls: ClientTLS = field(default_factory=ClientTLS)
+    plaintext: bool = False
+    compression_level: int = DEFAULT_COMPRESSION_LEVEL
+    call_timeout: float | None = 30.0
+    connect_timeout: float = 10.0
+    reconnect: ReconnectPolicy | None = None
+    limits: Limits | None = None  # None: the defaults
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.compression_level <= 9:
+            raise ValueError(f"compression_level must be 0..9, got {self.compression_level}")
+        self.host_port  # noqa: B018 - refuse an address without a port now, not at connect
+
+
+    @property
+    def host_port(self) -> tuple[str, int]:
+        """(host, port) to connect to."""
+        address = self.address
+        for scheme in ("wss://", "ws://"):
+            if address.startswith(scheme):
+                address = address[len(scheme) :]
+        address = address.rstrip("/")
+        host, sep, port = address.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(
+                f"ClientConfig address {self.address!r} needs a port: write host:port "
+                "(e.g. 'localhost:8443' or 'wss://example.com:443')"
+            )
+        return host.strip("[]"), int(port)
+
+    @property
+    def server_hostname(self) -> str:
+        """Name checked against the certificate (and sent as SNI)."""
+        return self.tls.server_hostname or self.host_port[0]
+
+    @classmethod
+    def pinned(cls, address: str, fingerprint: str, **kwargs: Any) -> ClientConfig:
+        """Connect to a self-signed server, trusting only that certificate fingerprint."""
+        return cls(address=address, tls=ClientTLS.pinned(fingerprint), **kwargs)
