@@ -149,7 +149,7 @@ class HardLightPeer:
 
     async def connect(self) -> tuple[Callable[[], Awaitable[Any]], Callable[[], Awaitable[None]]]:
         from hardlight_conformance._live import LiveClient
-        from hardlight_conformance.apps.counter import Counter
+        from hardlight_apps.counter import Counter
 
         client = LiveClient(
             self.adapter,
@@ -380,7 +380,7 @@ async def many_connections(peer: Any, per_conn: int, conns: int = 100, inflight:
 async def fanout(port: int, tls: ServerTLS, subscribers: int, repeats: int) -> dict[str, float]:
     """One chat message to N subscribed connections: time until the last receives it."""
     from hardlight_asyncio import Client
-    from hardlight_conformance.apps import chat
+    from hardlight_apps import chat
 
     config = ClientConfig(address=f"localhost:{port}", tls=ClientTLS(ca_pem=tls.cert_pem),
                           call_timeout=60, connect_timeout=60)
@@ -456,7 +456,7 @@ async def cross_node(tmp: Path, tls: ServerTLS, repeats: int) -> dict[str, float
     import socket
 
     from hardlight_asyncio import Client
-    from hardlight_conformance.apps import chat
+    from hardlight_apps import chat
 
     binary = shutil.which("nats-server") or "/usr/sbin/nats-server"
     if not os.path.exists(binary):

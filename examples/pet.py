@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+from hardlight_apps.pet import PetHandler, PetService
 from hardlight_asyncio import Client, Server
-from hardlight_conformance.apps.pet import PetHandler, PetService
 from hardlight_support import ClientConfig, ServerConfig
 
 

@@ -18,7 +18,7 @@ import sys
 import time
 from typing import Any
 
-from hardlight_conformance.apps.counter import CounterEvent, CounterHandler, ServerSentTest
+from hardlight_apps.counter import CounterEvent, CounterHandler, ServerSentTest
 from hardlight_core import HandlerCall, ServerCore, ServerSession, TopicCreated, encode
 from hardlight_support import ServerTLS
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+from hardlight_apps.todo import Task, Todo, TodoHandler
 from hardlight_asyncio import Client, Server
-from hardlight_conformance.apps.todo import Task, Todo, TodoHandler
 from hardlight_support import ClientConfig, ServerConfig
 
 

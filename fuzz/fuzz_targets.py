@@ -16,8 +16,8 @@ import contextlib
 import sys
 from collections.abc import Callable
 
-from hardlight_conformance.apps.counter import CounterHandler
-from hardlight_conformance.apps.todo import TodoState
+from hardlight_apps.counter import CounterHandler
+from hardlight_apps.todo import TodoState
 from hardlight_core import (
     DecodeError,
     HardLightError,

@@ -11,7 +11,7 @@ Schema (``"schema": 1``)::
       "schema": 1,
       "protocol": "hl/2",
       "service": "Counter",
-      "module": "hardlight_conformance.apps.counter",
+      "module": "hardlight_apps.counter",
       "methods": [                       # wire order: "tag" is the RpcCall variant
         {"name": "increment", "tag": 1, "variant": "Increment",
          "args": [{"name": "amount", "type": "u32"}], "returns": "unit"}, ...],

@@ -7,10 +7,10 @@ import asyncio
 import time
 from typing import Any
 
+from hardlight_apps import counter
 from hardlight_core import HardLightError
 
 from ._live import ADAPTERS, WAIT, Context, client_tls
-from .apps import counter
 
 __all__ = ["add_parser", "measure", "run"]
 

@@ -17,10 +17,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+from hardlight_apps import chat, counter, pet, todo
 from hardlight_core import CallTimeout, TooManyCallsInFlight, Topic
 from hardlight_support import ClientConfig, ClientTLS
-
-from .apps import chat, counter, pet, todo
 
 __all__ = [
     "ADAPTERS",

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hardlight_apps import chat, counter, pet, todo
 from hardlight_core import (
     CallOutcome,
     ClientCore,
@@ -39,8 +40,6 @@ from hardlight_core import (
 )
 from hardlight_core._framing import FrameReader, Opcode
 from hardlight_core._handshake import parse_compression_level
-
-from .apps import chat, counter, pet, todo
 
 __all__ = ["DIVERGENCES", "ReplayResult", "replay_dir", "replay_session"]
 

@@ -9,11 +9,11 @@ import sys
 import threading
 from typing import Any
 
+from hardlight_apps import APPS, counter
 from hardlight_core import TopicCreated, encode
 from hardlight_support import ServerConfig, ServerTLS
 
 from ._live import ADAPTERS
-from .apps import APPS, counter
 
 __all__ = ["add_parser", "handler_for", "run"]
 
@@ -52,7 +52,7 @@ def handler_for(app: str) -> type[Any]:
     """The handler class of an app (chat gets a fresh shared history per server)."""
     module = APPS[app]
     if app == "chat":
-        from .apps.chat import ChatHandler, ChatRooms
+        from hardlight_apps.chat import ChatHandler, ChatRooms
 
         return type("ServedChatHandler", (ChatHandler,), {"rooms": ChatRooms()})
     name = {"counter": "CounterHandler", "pet": "PetHandler", "todo": "TodoHandler"}[app]

@@ -20,10 +20,9 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from hardlight_apps import counter
 from hardlight_core import CallTimeout, HardLightError, RpcError
 from hardlight_support import ClientConfig, ClientTLS
-
-from .apps import counter
 
 __all__ = ["SoakReport", "add_parser", "run", "soak"]
 

@@ -1,4 +1,4 @@
-// The chat app (hardlight_conformance.apps.chat) in the browser, with the module
+// The chat app (hardlight_apps.chat) in the browser, with the module
 // from clients/js. The server is ?server=ws://host:port/ (default: this host, port 8765).
 import { Client, topicToString } from "../../clients/js/src/index.js";
 

@@ -4,7 +4,7 @@
 
 The page (``index.html`` + ``chat.js``) loads the client module from
 ``clients/js/src`` and the service description ``chat.schema.json`` (made with
-``python -m hardlight schema hardlight_conformance.apps.chat:Chat -o ...``).
+``python -m hardlight schema hardlight_apps.chat:Chat -o ...``).
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ import threading
 from pathlib import Path
 
 from hardlight._browser_proxy import start_browser_proxy
+from hardlight_apps.chat import ChatHandler, ChatRooms
 from hardlight_asyncio import Server
-from hardlight_conformance.apps.chat import ChatHandler, ChatRooms
 from hardlight_support import ServerConfig
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -7,7 +7,7 @@ import pytest
 from hl_harness import Probe, ProbeHandler
 
 from hardlight_anyio import Client, Server
-from hardlight_conformance.apps.counter import (
+from hardlight_apps.counter import (
     Counter,
     CounterEvent,
     CounterHandler,

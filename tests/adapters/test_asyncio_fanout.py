@@ -11,8 +11,8 @@ import asyncio
 import socket
 from typing import Any
 
+from hardlight_apps import chat
 from hardlight_asyncio import Client, Server
-from hardlight_conformance.apps import chat
 from hardlight_core import Limits
 from hardlight_support import ClientConfig, ClientTLS, ServerConfig, ServerTLS
 

@@ -70,10 +70,10 @@ IN_CI = os.environ.get("CI") == "true"
 CHROMIUM = Path(os.environ.get("HL_CHROMIUM", "/usr/bin/chromium"))
 
 APPS = {
-    "counter": "hardlight_conformance.apps.counter:Counter",
-    "chat": "hardlight_conformance.apps.chat:Chat",
-    "pet": "hardlight_conformance.apps.pet:PetService",
-    "todo": "hardlight_conformance.apps.todo:Todo",
+    "counter": "hardlight_apps.counter:Counter",
+    "chat": "hardlight_apps.chat:Chat",
+    "pet": "hardlight_apps.pet:PetService",
+    "todo": "hardlight_apps.todo:Todo",
 }
 
 
@@ -502,8 +502,8 @@ def test_chromium_end_to_end(server_factory: ServerFactory, tmp_path: Path) -> N
         (JS / "node_modules" / "playwright-core").is_dir(),
         "clients/js/node_modules is missing (cd clients/js && npm ci)",
     )
-    from hardlight_conformance.apps.chat import ChatHandler, ChatRooms
-    from hardlight_conformance.apps.counter import CounterHandler
+    from hardlight_apps.chat import ChatHandler, ChatRooms
+    from hardlight_apps.counter import CounterHandler
 
     schemas = tmp_path / "schemas"
     schemas.mkdir()

@@ -21,8 +21,8 @@ from typing import Any
 
 import pytest
 
+from hardlight_apps.chat import ChatHandler, Joined, Left
 from hardlight_conformance._serve_cli import handler_for
-from hardlight_conformance.apps.chat import ChatHandler, Joined, Left
 from hardlight_core import Topic
 from hardlight_support import ServerConfig, ServerTLS
 

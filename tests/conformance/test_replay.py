@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from hardlight_apps import counter
 from hardlight_conformance import _replay
 from hardlight_conformance._data import traffic_dir
 from hardlight_conformance._replay import replay_session
-from hardlight_conformance.apps import counter
 from hardlight_conformance.cli import main
 
 SESSIONS = sorted(traffic_dir().glob("*.jsonl"))

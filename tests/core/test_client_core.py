@@ -14,7 +14,7 @@ from hl_pair import KEY, drain
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hardlight_conformance.apps.counter import Counter, CounterEvent, Decremented, Incremented
+from hardlight_apps.counter import Counter, CounterEvent, Decremented, Incremented
 from hardlight_core import (
     ClientDecodeError,
     ClientEncodeError,

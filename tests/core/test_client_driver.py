@@ -15,7 +15,7 @@ import pytest
 from hl_pair import drain
 
 import hardlight_core._client_driver as driver_module
-from hardlight_conformance.apps.counter import Counter, CounterEvent, Incremented
+from hardlight_apps.counter import Counter, CounterEvent, Incremented
 from hardlight_core import (
     CallTimeout,
     ClientNotConnected,

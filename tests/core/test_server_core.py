@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from hl_pair import KEY
 
-from hardlight_conformance.apps.counter import Counter, CounterEvent, CounterHandler, Incremented
+from hardlight_apps.counter import Counter, CounterEvent, CounterHandler, Incremented
 from hardlight_core import HandshakeInfo, Refuse, Topic
 from hardlight_core._client_core import CallOutcome, ClientCore, StateUpdated
 from hardlight_core._codec import encode

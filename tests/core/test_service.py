@@ -5,7 +5,7 @@ from __future__ import annotations
 import msgspec
 import pytest
 
-from hardlight_conformance.apps.counter import Counter, CounterHandler, CounterState
+from hardlight_apps.counter import Counter, CounterHandler, CounterState
 from hardlight_core import (
     DecodeError,
     Err,

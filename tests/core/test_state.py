@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import pytest
 from hl_pair import drain, open_pair
 
-from hardlight_conformance.apps.counter import Counter
+from hardlight_apps.counter import Counter
 from hardlight_core import LocalProtocolError
 from hardlight_core._client_driver import _PHASES, ClientDriver, ClientPhase
 from hardlight_core._config import ReconnectPolicy

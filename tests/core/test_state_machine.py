@@ -15,7 +15,7 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from hardlight_conformance.apps.counter import Counter, CounterEvent, CounterHandler, Incremented
+from hardlight_apps.counter import Counter, CounterEvent, CounterHandler, Incremented
 from hardlight_core._client_core import CallOutcome, ClientCore, EventDelivered, StateUpdated
 from hardlight_core._codec import encode
 from hardlight_core._server_core import HandlerCall, ServerCore

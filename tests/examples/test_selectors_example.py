@@ -7,8 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from hardlight_apps.counter import Counter, CounterEvent, Incremented, ServerSentTest
 from hardlight_asyncio import Client
-from hardlight_conformance.apps.counter import Counter, CounterEvent, Incremented, ServerSentTest
 from hardlight_support import ClientConfig
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "selectors_counter_server.py"

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
+from hardlight_apps import chat
 from hardlight_asyncio import BusUnavailable, Client, NatsBus, Server
-from hardlight_conformance.apps import chat
 from hardlight_core import Topic
 from hardlight_support import ClientConfig, ClientTLS, ServerConfig
 

@@ -11,7 +11,7 @@ import struct
 import threading
 from typing import Any
 
-from hardlight_conformance.apps.counter import CounterHandler
+from hardlight_apps.counter import CounterHandler
 from hardlight_core._connection import ClientConnection
 from hardlight_core._limits import Limits
 from hardlight_support import ClientConfig, ServerConfig

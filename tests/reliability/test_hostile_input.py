@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from hl_reliability import TIMEOUT, RawClient, ServerThread, close_code
 
-from hardlight_conformance.apps.counter import Counter
+from hardlight_apps.counter import Counter
 from hardlight_core import RpcHandlerError, ServerDecodeError
 from hardlight_core._client_driver import _Pending
 from hardlight_core._envelope import RPCRequest, encode_client_message, unpack_server_message
@@ -214,7 +214,7 @@ def test_a_reader_that_never_reads_is_closed_not_buffered_forever() -> None:
         raw = RawClient(server, rcvbuf=4096)
         raw.send_frame(_call_frame(0, SPEC.encode_call("new_counter")))
         raw.sock.settimeout(2)
-        from hardlight_conformance.apps.counter import CounterEvent, Incremented
+        from hardlight_apps.counter import CounterEvent, Incremented
 
         async def flood_events() -> int:
             core = server.server.core

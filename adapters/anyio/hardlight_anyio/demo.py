@@ -8,7 +8,7 @@ import sys
 
 import anyio
 
-from hardlight_conformance.apps.counter import (
+from hardlight_apps.counter import (
     Counter,
     CounterEvent,
     CounterHandler,

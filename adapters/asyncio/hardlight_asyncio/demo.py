@@ -14,7 +14,7 @@ import logging
 import sys
 import time
 
-from hardlight_conformance.apps.counter import (
+from hardlight_apps.counter import (
     Counter,
     CounterEvent,
     CounterHandler,

@@ -7,7 +7,7 @@ import sys
 import threading
 import time
 
-from hardlight_conformance.apps.counter import (
+from hardlight_apps.counter import (
     Counter,
     CounterEvent,
     CounterHandler,
