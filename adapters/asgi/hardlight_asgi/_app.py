@@ -168,13 +168,25 @@ class _Connection:
             coroutine.close()
             raise HardLightError("the connection is not running")
         scope = anyio.CancelScope()
+        cancelled = anyio.get_cancelled_exc_class()
+        session = self.session
 
         async def run() -> None:
             try:
                 with scope:
                     await coroutine
+            except (cancelled, KeyboardInterrupt):
+                raise
             except Exception:  # the core contains handler failures; this is a safety net
                 log.exception("a handler call escaped the core's containment")
+            except BaseException as exc:  # SystemExit, GeneratorExit...: this connection only
+                log.error(
+                    "a handler raised %s; closing its connection with 1011",
+                    type(exc).__name__,
+                    exc_info=(type(exc), exc, exc.__traceback__),
+                )
+                session.close(1011, f"a handler raised {type(exc).__name__}")
+                self.wake.set()
             finally:
                 coroutine.close()  # cancelled before it started: never leave it unawaited
 
