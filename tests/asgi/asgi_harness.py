@@ -281,3 +281,25 @@ def raw_upgrade(
                     break
                 body += chunk
         return status, found, body
+
+
+@contextlib.contextmanager
+def browser_servers(apps: dict[str, Any], kind: str) -> Iterator[dict[str, str]]:
+    """For tests/clients/test_js_client.py: each app (handler, tls, allowed_origins) as a
+    HardLightApp under its own ``kind`` ASGI server; yields name -> ws:// or wss:// URL."""
+    import tempfile
+
+    from hardlight_asgi import HardLightApp
+
+    with (
+        tempfile.TemporaryDirectory(prefix="hl-asgi-browser-") as tmp,
+        contextlib.ExitStack() as stack,
+    ):
+        urls = {}
+        for name, app in apps.items():
+            folder = Path(tmp) / name
+            folder.mkdir()
+            asgi_app = HardLightApp(app.handler, allowed_origins=app.allowed_origins)
+            server = stack.enter_context(serving(asgi_app, kind, folder, tls=app.tls))
+            urls[name] = f"{'wss' if app.tls else 'ws'}://127.0.0.1:{server.port}/"
+        yield urls

@@ -304,9 +304,7 @@ def test_schema_of_every_type() -> None:
 
 
 def test_browser_proxy_rewrites_only_the_subprotocol_header() -> None:
-    request = (
-        b"GET / HTTP/1.1\r\nHost: x\r\nSec-WebSocket-Protocol: hl.2\r\nX-Other: hl.2\r\n\r\n"
-    )
+    request = b"GET / HTTP/1.1\r\nHost: x\r\nSec-WebSocket-Protocol: hl.2\r\nX-Other: hl.2\r\n\r\n"
     assert swap_protocol(request, b"hl.2", b"hl/2") == (
         b"GET / HTTP/1.1\r\nHost: x\r\nSec-WebSocket-Protocol: hl/2\r\nX-Other: hl.2\r\n\r\n"
     )
@@ -432,7 +430,31 @@ def asyncio_servers(apps: dict[str, AppServer]) -> Iterator[dict[str, str]]:
         loop.close()
 
 
-SERVER_FACTORIES: list[Any] = [pytest.param(asyncio_servers, id="asyncio")]
+def _asgi_servers(kind: str) -> ServerFactory:
+    """HardLightApp (hardlight_asgi) under a real ASGI server, one per app (browsers offer
+    hl.2, which uvicorn's default WebSocket implementation accepts too)."""
+    import importlib.util
+
+    path = ROOT / "tests" / "asgi" / "asgi_harness.py"
+    spec = importlib.util.spec_from_file_location("hl_asgi_browser_harness", path)
+    assert spec is not None and spec.loader is not None
+    harness = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(harness)
+
+    def factory(apps: dict[str, AppServer]) -> contextlib.AbstractContextManager[dict[str, str]]:
+        servers: contextlib.AbstractContextManager[dict[str, str]] = harness.browser_servers(
+            apps, kind
+        )
+        return servers
+
+    return factory
+
+
+SERVER_FACTORIES: list[Any] = [
+    pytest.param(asyncio_servers, id="asyncio"),
+    pytest.param(_asgi_servers("uvicorn"), id="asgi-uvicorn"),
+    pytest.param(_asgi_servers("hypercorn"), id="asgi-hypercorn"),
+]
 
 
 class _Static(http.server.SimpleHTTPRequestHandler):
