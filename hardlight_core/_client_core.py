@@ -113,13 +113,19 @@ class ClientCore:
         compression_level: int = 6,
         limits: Limits | None = None,
         random_bytes: Callable[[int], bytes] = os.urandom,
+        path: str = "/",
+        extra_headers: tuple[tuple[bytes, bytes], ...] = (),
+        now: float | None = None,
     ) -> None:
         self.spec = ServiceSpec.of(service)
         self.connection = ClientConnection(
             host,
+            path=path,
             compression_level=compression_level,
+            extra_headers=extra_headers,
             limits=limits or Limits(),
             random_bytes=random_bytes,
+            now=now,
         )
         state_type = state_type or getattr(service, "State", None)
         self.mirror: StateMirror[Any] | None = (
@@ -176,6 +182,7 @@ class ClientCore:
 
     def _drain(self) -> list[ClientOutcome]:
         out: list[ClientOutcome] = []
+        refused = False  # a refusal is followed by its ConnectionClosed: report it once
         while True:
             event = self.connection.next_event()
             if event is None:
@@ -194,8 +201,9 @@ class ClientCore:
             elif isinstance(event, Connected):
                 out.append(ClientOpened(event.compression_level))
             elif isinstance(event, HandshakeRefused):
+                refused = True
                 out.append(ClientClosed(None, event.reason, None, status_code=event.status_code))
-            elif isinstance(event, ConnectionClosed):
+            elif isinstance(event, ConnectionClosed) and not refused:
                 out.append(ClientClosed(event.code, event.reason, event.error))
 
     def _result(self, event: ResponseReceived) -> CallOutcome:

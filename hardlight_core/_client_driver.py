@@ -130,8 +130,10 @@ class ClientDriver:
         """The connection dropped and the policy asks to connect again."""
         return self.phase is ClientPhase.LOST and self.config.reconnect is not None
 
-    def new_connection(self, opened: Waiter) -> ClientCore:
-        """The engine of a new connection; ``opened`` resolves when its handshake ends."""
+    def new_connection(self, opened: Waiter, now: float | None = None) -> ClientCore:
+        """The engine of a new connection; ``opened`` resolves when its handshake ends.
+
+        ``now`` starts its handshake timeout (``Limits.handshake_timeout``)."""
         self._move("connect")
         config = self.config
         host, port = config.host_port
@@ -140,6 +142,7 @@ class ClientDriver:
             f"{host}:{port}",
             compression_level=config.compression_level,
             limits=config.limits,
+            now=now,
         )
         self._opened = opened
         return self.core
@@ -221,8 +224,8 @@ class ClientDriver:
         policy = self.config.reconnect
         if policy is None:
             return
-        delays = policy.delays()
-        for attempt, delay in enumerate(delays, 1):
+        attempt = 0
+        for attempt, delay in enumerate(policy.delays(), 1):
             if self.phase is not ClientPhase.LOST:
                 return
             yield delay
@@ -230,7 +233,7 @@ class ClientDriver:
                 log.info("reconnected to %s (attempt %d)", self.address, attempt)
                 return
         if self.phase is ClientPhase.LOST:
-            log.warning("giving up reconnecting to %s after %d attempts", self.address, len(delays))
+            log.warning("giving up reconnecting to %s after %d attempts", self.address, attempt)
 
     def reconnect_failed(self, error: BaseException) -> None:
         """One reconnect attempt failed (logged)."""

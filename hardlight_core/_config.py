@@ -7,7 +7,7 @@ them through the :class:`ServerSettings` and :class:`ClientSettings` protocols.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -52,14 +52,15 @@ class ReconnectPolicy:
     factor: float = 2.0
     max_attempts: int = 10
 
-    def delays(self) -> list[float]:
-        """The delays to wait before each attempt (bounded list)."""
-        out: list[float] = []
+    def delays(self) -> Iterator[float]:
+        """The delays to wait before each attempt: ``max_attempts`` of them, or without
+        end when it is 0."""
         delay = self.initial_delay
-        for _ in range(self.max_attempts or 1000):
-            out.append(delay)
+        attempt = 0
+        while self.max_attempts == 0 or attempt < self.max_attempts:
+            attempt += 1
+            yield delay
             delay = min(self.max_delay, delay * self.factor)
-        return out
 
 
 class ServerSettings(Protocol):

@@ -123,14 +123,18 @@ class _Connection:
 
     def _take_transport_events(self) -> None:
         transport, session, events = self.transport, self.session, self._events
+        too_large = False
         while True:
             event = transport.next_event()
             if event is None:
                 break
             if isinstance(event, MessageReceived):
+                if too_large:
+                    continue  # read after a message that closed the connection with 1009
                 try:
                     session.receive_message(event.payload)
                 except MessageTooLarge as exc:
+                    too_large = True
                     transport.fail(exc)
                 self._take_session_events()
             elif isinstance(event, ConnectionClosed):

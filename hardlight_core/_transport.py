@@ -311,7 +311,11 @@ class _Transport:
         frame = self._frame(Opcode.PONG, payload)
         at = self._pong_at
         if at is not None:  # an unwritten pong: only the latest ping needs an answer
-            self.outgoing_size += len(frame) - len(self._out[at])
+            grown = self.outgoing_size + len(frame) - len(self._out[at])
+            if grown > self.limits.max_outgoing_bytes:
+                self._peer_not_reading()
+                return
+            self.outgoing_size = grown
             self._out[at] = frame
             return
         if self._queue(frame):

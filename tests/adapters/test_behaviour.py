@@ -118,7 +118,10 @@ def test_shutdown_lets_running_calls_finish_then_closes(pair: tuple[str, str]) -
         client = _client(server, pair[1])
         await client.connect()
         pending = asyncio.ensure_future(client.call("wait", 300))
-        await asyncio.sleep(0.1)
+        for _ in range(500):  # the call must be running before the stop, or there is no race
+            if server.server.core.running_calls:
+                break
+            await asyncio.sleep(0.01)
         stopper = threading.Thread(target=server.stop, args=(3.0,))
         stopper.start()
         assert await pending == 300  # answered within the grace period

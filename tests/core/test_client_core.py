@@ -231,9 +231,6 @@ def test_a_refused_handshake_is_connection_refused() -> None:
     assert (error.status_code, error.reason) == (403, "not you")
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: ClientCore._drain turns a refused handshake into "
-                   "two ClientClosed outcomes (one for HandshakeRefused with status_code, one "
-                   "for the ConnectionClosed that follows); the connection ended once")
 def test_a_refused_handshake_is_reported_closed_once() -> None:
     client = ClientCore(Counter, "h")
     server = ServerConnection()

@@ -421,9 +421,6 @@ def test_reconnect_delays_stop_when_the_user_disconnects() -> None:
     assert list(delays) == []
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: ReconnectPolicy documents max_attempts=0 as "
-                   "'forever', but delays() stops after 1000 attempts, so reconnect_delays() "
-                   "gives up on a client still LOST")
 def test_max_attempts_zero_reconnects_forever() -> None:
     driver, _server = connected(reconnect=ReconnectPolicy(max_attempts=0, max_delay=0.1))
     driver.connection_lost(0.0)

@@ -171,3 +171,21 @@ def test_outgoing_cap_closes_with_1008_and_never_drops_a_response_silently() -> 
     assert isinstance(closed, ConnectionClosed) and closed.code == 1008
     with pytest.raises(LocalProtocolError):
         server.send_response(call, Ok(b""))  # refused loudly, not dropped
+
+
+def test_an_answer_and_a_close_in_one_read_deliver_the_answer_first() -> None:
+    # a graceful stop answers the last call and closes with 1001 in one write: the
+    # client must see the answer, then the close (an anyio server showed the bug)
+    from hardlight_core._events import ResponseReceived
+
+    client, server = open_pair()
+    call_id = client.start_call(b"\x00\x00\x00\x00")
+    server.receive_data(client.data_to_send(), 0.0)
+    drain(server)
+    server.send_response(call_id, Ok(b""))
+    server.close(1001, "server shutting down")
+    client.receive_data(server.data_to_send(), 0.0)
+    events = drain(client)
+    assert [type(e).__name__ for e in events] == ["ResponseReceived", "ConnectionClosed"]
+    assert isinstance(events[0], ResponseReceived) and events[0].call_id == call_id
+    assert events[1].code == 1001

@@ -357,10 +357,6 @@ def test_message_too_large_on_inflate_fails_the_clients_pending_calls() -> None:
     assert isinstance(closed, ConnectionClosed) and closed.code == 1009
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: _Connection._take_transport_events keeps feeding "
-                   "the session the messages read after the one that inflated past the limit: "
-                   "a call in the same read as the 1009 message is reported (CallReceived "
-                   "before ConnectionClosed), though nothing after a protocol error is read")
 def test_nothing_after_a_message_too_large_is_served() -> None:
     client, server = open_pair(limits=Limits(max_inflated_size=1 << 16))
     client.start_call(CALL)

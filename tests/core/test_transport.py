@@ -301,10 +301,6 @@ def test_a_ping_flood_never_passes_the_outgoing_bound(
     assert all(f.payload == b"x" * ping_size for f in frames if f.opcode is Opcode.PONG)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a replacing pong is not checked against "
-                   "Limits.max_outgoing_bytes (_Transport._pong adds the size difference "
-                   "without a bound check), so a larger newer ping pushes the queue past the "
-                   "bound while the connection stays open")
 def test_a_larger_newer_ping_cannot_push_the_queue_past_the_bound() -> None:
     _client, server = open_transports(Limits(max_outgoing_bytes=100))
     server.receive_data(masked(Opcode.PING, b""))  # a 2-byte pong, unwritten

@@ -117,7 +117,7 @@ class Client:
         config = self.config
         host, port = config.host_port
         opened = _Waiter()
-        core = self._driver.new_connection(opened)
+        core = self._driver.new_connection(opened, anyio.current_time())
         if config.plaintext:
             stream: anyio.abc.ByteStream = await anyio.connect_tcp(host, port)
         else:

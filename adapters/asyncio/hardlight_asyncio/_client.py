@@ -126,7 +126,7 @@ class Client:
         config = self.config
         host, port = config.host_port
         opened: asyncio.Future[None] = loop.create_future()
-        self._driver.new_connection(opened)
+        self._driver.new_connection(opened, loop.time())
         ssl_context = None if config.plaintext else config.tls.ssl_context()
         socket_tls = ssl_context is not None and (
             self.tls_transport == "socket"

@@ -77,7 +77,7 @@ class Client:
         driver, config = self._driver, self.config
         opened: Future[None] = Future()
         with self._lock:
-            driver.new_connection(opened)
+            driver.new_connection(opened, time.monotonic())
         deadline = time.monotonic() + config.connect_timeout
         sock: socket.socket | None = None
         try:
