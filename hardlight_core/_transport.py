@@ -108,7 +108,7 @@ class _Transport:
         if self.state.ended:
             return  # after the end everything is dropped (the socket is being closed)
         if not data:
-            self._lost("connection lost (EOF without a close frame)")
+            self._eof()
         elif self.state is ConnectionState.CONNECTING:
             self._receive_handshake(data)
         else:
@@ -195,7 +195,7 @@ class _Transport:
             return
         state = self.state
         if state is ConnectionState.CONNECTING:
-            self._fail(RemoteProtocolError("handshake not completed in time", 1002), send=False)
+            self._handshake_timed_out()
         elif state is ConnectionState.CLOSING:
             self._move(
                 Trigger.CLOSE_COMPLETED, None, "peer did not answer the close frame in time"
@@ -225,6 +225,12 @@ class _Transport:
 
     def _on_end(self) -> None:
         """Role hook: the connection ended."""
+
+    def _eof(self) -> None:
+        self._lost("connection lost (EOF without a close frame)")
+
+    def _handshake_timed_out(self) -> None:
+        self._fail(RemoteProtocolError("handshake not completed in time", 1002), send=False)
 
     def _frame(self, opcode: Opcode, payload: bytes) -> bytes:
         return frame_bytes(opcode, payload, mask=self.is_client, random_bytes=self._random)
@@ -443,6 +449,8 @@ class ClientTransport(_Transport):
         self._http = h11.Connection(
             h11.CLIENT, max_incomplete_event_size=self.limits.max_handshake_size
         )
+        self._refusal: tuple[int, str] | None = None  # status and phrase, body still coming
+        self._refusal_body: list[bytes] = []
         self._key = new_key(random_bytes(16))
         self._random = MaskKeySource(random_bytes)
         request = build_client_request(host, self._key, compression_level, path)
@@ -456,6 +464,9 @@ class ClientTransport(_Transport):
 
     def _receive_handshake(self, data: bytes) -> None:
         self._http.receive_data(data)
+        if self._refusal is not None:
+            self._read_refusal_body()
+            return
         try:
             event = self._http.next_event()
         except h11.RemoteProtocolError as exc:
@@ -482,25 +493,45 @@ class ClientTransport(_Transport):
             self._start_frames(bytes(trailing))
             return
         if isinstance(event, h11.Response):
-            reason = event.reason.decode("latin-1")
-            body = self._refusal_body()
-            self._events.append(HandshakeRefused(event.status_code, body or reason))
-            self._move(Trigger.REFUSED, None, f"handshake refused: {event.status_code} {reason}")
+            # the reason is in the body (our servers put it there): read it to its end
+            self._refusal = (event.status_code, event.reason.decode("latin-1"))
+            self._read_refusal_body()
             return
         self._fail(RemoteProtocolError(f"unexpected answer to the upgrade: {event!r}"), send=False)
 
-    def _refusal_body(self) -> str:
-        """The refusal's body if it is already here (our servers put the reason there)."""
-        chunks: list[bytes] = []
+    def _read_refusal_body(self) -> None:
+        """Collect the refusal's body (at most 1 KiB) until its end, then report it."""
         try:
             while True:
                 event = self._http.next_event()
                 if isinstance(event, h11.Data):
-                    chunks.append(bytes(event.data))
-                    if sum(map(len, chunks)) > 1024:
+                    self._refusal_body.append(bytes(event.data))
+                    if sum(map(len, self._refusal_body)) > 1024:
                         break
+                elif event is h11.NEED_DATA:
+                    return  # more of the body to come (or EOF, or the handshake timeout)
                 else:
                     break
         except h11.RemoteProtocolError:
             pass
-        return b"".join(chunks)[:1024].decode("utf-8", "replace").strip()
+        self._refused()
+
+    def _refused(self) -> None:
+        assert self._refusal is not None
+        status, phrase = self._refusal
+        body = b"".join(self._refusal_body)[:1024].decode("utf-8", "replace").strip()
+        self._events.append(HandshakeRefused(status, body or phrase))
+        self._move(Trigger.REFUSED, None, f"handshake refused: {status} {phrase}")
+
+    def _eof(self) -> None:
+        if self._refusal is not None:
+            self._refused()  # the server closed after (part of) its refusal's body
+        else:
+            super()._eof()
+
+    def _handshake_timed_out(self) -> None:
+        if self._refusal is not None:
+            self._refused()
+        else:
+            super()._handshake_timed_out()
+

@@ -117,6 +117,30 @@ def test_a_refused_upgrade_reaches_the_client_with_its_reason() -> None:
     assert client.state is CLOSED
 
 
+@pytest.mark.parametrize("split", ["head-then-body", "byte-by-byte", "head-then-eof"])
+def test_a_refusal_whose_body_comes_later_still_carries_its_reason(split: str) -> None:
+    # servers that write the head and the body separately (uvicorn's wsproto) or close
+    # before the body: the reason is read to the end of the body, or up to EOF
+    client = ClientTransport("h", random_bytes=_keys)
+    server = ServerTransport()
+    server.receive_data(client.data_to_send())
+    events(server)
+    server.refuse(403, "no entry")
+    answer = server.data_to_send()
+    head, _, body = answer.partition(b"\r\n\r\n")
+    if split == "byte-by-byte":
+        for i in range(len(answer)):
+            client.receive_data(answer[i : i + 1])
+    else:
+        client.receive_data(head + b"\r\n\r\n")
+        assert events(client) == []  # not reported before the body
+        client.receive_data(body if split == "head-then-body" else b"")
+    refused, closed = events(client)
+    reason = "no entry" if split != "head-then-eof" else "Forbidden"
+    assert refused == HandshakeRefused(403, reason)
+    assert isinstance(closed, ConnectionClosed) and client.state is CLOSED
+
+
 def test_frames_sent_with_the_101_reach_the_client() -> None:
     client = ClientTransport("h", random_bytes=_keys)
     server = ServerTransport()
