@@ -87,7 +87,9 @@ from ._types import (
     Box,
     Err,
     Ok,
+    Option,
     Result,
+    Some,
     Variant,
     char,
     f32,
@@ -107,6 +109,8 @@ from ._types import (
 )
 
 __all__ = [
+    "Option",
+    "Some",
     "ClientSettings",
     "ServerSettings",
     "MessageConnection",

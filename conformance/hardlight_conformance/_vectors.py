@@ -95,7 +95,12 @@ def _build(t: Any) -> Any:
     if "vec" in t:
         return list.__class_getitem__(type_from_notation(t["vec"]))
     if "option" in t:
-        return Optional[type_from_notation(t["option"])]  # noqa: UP045
+        inner = t["option"]
+        if inner == "unit" or (isinstance(inner, dict) and "option" in inner):
+            # Optional[Optional[X]] flattens in Python: such a vector needs Option[...]
+            # values (Some/None), which this notation does not carry
+            raise ValueError(f"nested option {t!r}: not readable from this notation")
+        return Optional[type_from_notation(inner)]  # noqa: UP045
     if "box" in t:
         box: Any = T.Box
         return box[type_from_notation(t["box"])]
