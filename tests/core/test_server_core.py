@@ -147,3 +147,31 @@ def test_open_sessions_counts_accepted_connections_until_they_end() -> None:
     assert core.open_sessions == 2  # closing, not yet closed
     second.connection_lost()
     assert core.open_sessions == 1
+
+
+def test_twenty_copies_of_an_in_flight_id_run_the_handler_once() -> None:
+    # the reference (recorded-traffic README, fact 7): 20 copies of id 5 in one write give
+    # one answer and counter +1; the id stays in flight until its answer is taken to be
+    # written, and can be used again after that
+    from hardlight_core._envelope import RPCRequest, RPCResponse, pack, unpack_server_message
+    from hardlight_core._framing import FrameReader, MaskKeySource, Opcode, frame_bytes
+
+    core = ServerCore(CounterHandler)
+    _client, session = _connect(core)
+    request = pack(RPCRequest(5, core.spec.encode_call("increment", 1)), 6)
+    frame = frame_bytes(Opcode.BINARY, request, mask=True, random_bytes=MaskKeySource())
+    reader = FrameReader(expect_masked=False, max_message_size=1 << 20)
+
+    def answers_to_5() -> int:
+        messages = [unpack_server_message(f.payload) for f in reader.feed(session.data_to_send())]
+        return sum(isinstance(m, RPCResponse) and m.id == 5 for m in messages)
+
+    for call in session.receive_data(frame * 20, 0.0):
+        call.run_inline()
+    assert session.handler.state.counter == 1
+    assert session.connection.session.duplicate_calls == 19
+    assert answers_to_5() == 1
+    for call in session.receive_data(frame, 0.0):  # free again: served
+        call.run_inline()
+    assert session.handler.state.counter == 2
+    assert answers_to_5() == 1
