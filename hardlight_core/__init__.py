@@ -75,6 +75,7 @@ from ._events import (
     ResponseReceived,
     StateChanged,
 )
+from ._hooks import CallInfo, ConnectionInfo, ServerHooks
 from ._limits import Limits
 from ._server_core import EventEmitter, HandlerCall, ServerCore, ServerSession, ShutdownStep
 from ._service import Handler, MethodSpec, Service, ServiceSpec
@@ -131,6 +132,7 @@ __all__ = [
     "Array",
     "Box",
     "CallFailed",
+    "CallInfo",
     "CallOutcome",
     "CallReceived",
     "CallTimeout",
@@ -148,6 +150,7 @@ __all__ = [
     "CodecError",
     "Connected",
     "ConnectionClosed",
+    "ConnectionInfo",
     "ConnectionRefused",
     "ConnectionState",
     "DEFAULT_MAX_INFLATED_SIZE",
@@ -191,6 +194,7 @@ __all__ = [
     "ServerDecompressError",
     "ServerEncodeError",
     "ServerMessage",
+    "ServerHooks",
     "ServerSession",
     "Service",
     "ServiceSpec",

@@ -11,7 +11,13 @@ same. An adapter supplies only what needs a runtime:
 * coroutines: ``ServerCore.spawn(coroutine)`` runs one to its end on the adapter's
   runtime and returns a function that cancels it (handler calls; see
   :meth:`HandlerCall.run`);
-* time: :meth:`ServerSession.get_timer` / :meth:`ServerSession.handle_timer`.
+* time: :meth:`ServerSession.get_timer` / :meth:`ServerSession.handle_timer`, and
+  ``ServerCore.clock`` (the adapter's monotonic clock, for call and connection durations).
+
+Operations are decided here too, so every adapter reports the same: DEBUG logs (logger
+"hardlight") for accepted and refused handshakes, calls (method, id, outcome, duration)
+and closes (code, reason); INFO for start (:meth:`ServerCore.started`), the graceful
+stop and its end; and the :class:`~._hooks.ServerHooks` callbacks for metrics.
 
 Containment: nothing a handler does (raise, return a value that does not encode,
 leave state that does not archive, a signature or decorator that fails) reaches
@@ -42,6 +48,7 @@ from ._connection import MessageConnection, ServerConnection, server_frame
 from ._envelope import NewEvent, StateUpdate, Topic, pack
 from ._errors import LocalProtocolError, ProtocolError, RpcHandlerError
 from ._events import CallReceived, ConnectionClosed, HandshakeRequested
+from ._hooks import CallInfo, ConnectionInfo, ServerHooks
 from ._limits import Limits
 from ._service import ServiceSpec, outcome_to_output
 from ._state import ConnectionState
@@ -57,6 +64,7 @@ __all__ = [
 ]
 
 log = logging.getLogger("hardlight")
+DEBUG = logging.DEBUG
 
 TopicChange = TopicCreated | TopicRemoved
 
@@ -75,6 +83,8 @@ class HandlerCall:
     method: str
     coroutine: Coroutine[Any, Any, Any]
     cancel: Cancel | None = field(default=None)
+    #: what the hooks and logs see (None when nothing observes calls)
+    info: CallInfo | None = field(default=None)
 
     async def run(self) -> None:
         """Await the handler and report its outcome (whatever it raises is contained)."""
@@ -90,6 +100,11 @@ class HandlerCall:
             value = None
         except BaseException:  # cancelled (shutdown, connection gone): nobody to answer
             session.running.pop(self.call_id, None)
+            if lock is None:
+                session._call_ended(self.info, "cancelled")
+            else:
+                with lock:
+                    session._call_ended(self.info, "cancelled")
             raise
         else:
             error = None
@@ -162,8 +177,10 @@ class ServerCore:
         allowed_origins: frozenset[str] | None = None,
         authenticate: Callable[[HandshakeInfo], Any] | None = None,
         handler_factory: Callable[[], Any] | None = None,
+        hooks: ServerHooks | None = None,
     ) -> None:
         self.spec = ServiceSpec.of(handler_class)
+        self.service_name: str = self.spec.service.__name__
         self.handler_class = handler_class
         self.handler_factory = handler_factory or handler_class
         self.limits = limits or Limits()
@@ -184,14 +201,26 @@ class ServerCore:
         self.on_topic: Callable[[TopicChange], None] = _ignore
         #: called with every event emitted on this node (an event bus publishes it)
         self.on_emit: Callable[[Topic, bytes], None] = _ignore_emit
+        #: the adapter's monotonic clock in seconds (durations in logs and hooks); None:
+        #: no durations
+        self.clock: Callable[[], float] | None = None
+        #: why the server is stopping, for the log (e.g. "SIGTERM"; None: stop() was called)
+        self.stop_reason: str | None = None
+        self.hooks: tuple[ServerHooks, ...] = ()
         self.events_emitted = 0
         self.accepting = True
         self._notifier: Channel[TopicChange] | None = None
         self._open_sessions = 0
+        if hooks is not None:
+            self.add_hooks(hooks)
 
     @classmethod
     def from_config(
-        cls, config: ServerSettings, handler_class: type[Any], handler_factory: Any = None
+        cls,
+        config: ServerSettings,
+        handler_class: type[Any],
+        handler_factory: Any = None,
+        hooks: ServerHooks | None = None,
     ) -> ServerCore:
         """The engine for a server configured by ``config`` (what every adapter builds)."""
         return cls(
@@ -201,7 +230,43 @@ class ServerCore:
             allowed_origins=config.allowed_origins,
             authenticate=config.authenticate,
             handler_factory=handler_factory,
+            hooks=hooks,
         )
+
+    # -- operations: hooks, clock, start/stop logs ---------------------------------------------
+
+    def add_hooks(self, hooks: ServerHooks) -> None:
+        """Add callbacks for connections and calls (see :class:`ServerHooks`); any number."""
+        if not isinstance(hooks, ServerHooks):
+            raise TypeError(f"add_hooks takes a ServerHooks, not {type(hooks).__name__}")
+        self.hooks = (*self.hooks, hooks)
+
+    def remove_hooks(self, hooks: ServerHooks) -> None:
+        """Remove callbacks added by :meth:`add_hooks` (the same object)."""
+        self.hooks = tuple(h for h in self.hooks if h is not hooks)
+
+    def now(self) -> float | None:
+        """The adapter's clock, or None without one."""
+        clock = self.clock
+        return clock() if clock is not None else None
+
+    def _notify(self, name: str, info: CallInfo | ConnectionInfo) -> None:
+        for hooks in self.hooks:
+            hook = getattr(hooks, name)
+            if hook is None:
+                continue
+            try:
+                hook(info)
+            except Exception:
+                log.exception("a server hook (%s) raised; ignored", name)
+
+    def _observing_calls(self) -> bool:
+        return bool(self.hooks) or log.isEnabledFor(DEBUG)
+
+    def started(self, host: str, port: int) -> None:
+        """The adapter is listening (logs it at INFO)."""
+        self.stop_reason = None
+        log.info("hardlight server (%s) listening on %s:%d", self.service_name, host, port)
 
     # -- connections -------------------------------------------------------------------------
 
@@ -327,6 +392,13 @@ class ServerCore:
         still open after the last step, then calls :meth:`stopped`.
         """
         self.accepting = False
+        log.info(
+            "hardlight server stopping%s: %d connections, %d calls running, grace %gs",
+            f" on {self.stop_reason}" if self.stop_reason else "",
+            self.open_sessions,
+            self.running_calls,
+            grace,
+        )
         yield ShutdownStep("running calls to finish", lambda: not self.running_calls, grace)
         for session in list(self.sessions):
             session.cancel_calls()
@@ -339,6 +411,7 @@ class ServerCore:
         """The server stopped: the topic notifier ends."""
         if self._notifier is not None:
             self._notifier.close()
+        log.info("hardlight server (%s) stopped", self.service_name)
 
     def _forget(self, session: ServerSession) -> None:
         for change in self.switch.unsubscribe_all(session):
@@ -381,6 +454,8 @@ class ServerSession:
         self.adapter: Any = None
         #: the peer's address, if the adapter knows it
         self.peer: Any = None
+        #: core.now() when the handshake was accepted
+        self.connected_at: float | None = None
         self._auth: Any = None
         self._forgotten = False
 
@@ -473,16 +548,14 @@ class ServerSession:
         self.handshake = info
         refusal = self._refusal(info)
         if refusal is not None:
-            status, reason = refusal
-            log.debug("refused a handshake from %s: %d %s", self.peer, status, reason)
-            self.connection.refuse(status, reason)
+            self._refuse(*refusal)
             return
         try:
             handler = core.handler_factory()
             handler._hl_bind(self, self._auth)
         except Exception:
             log.exception("creating the handler failed; refusing the handshake")
-            self.connection.refuse(500, "server could not create a handler")
+            self._refuse(500, "server could not create a handler")
             return
         self.handler = handler
         state = getattr(handler, "state", None)
@@ -492,10 +565,27 @@ class ServerSession:
                 self.tracker.changes(state)  # the default state is what the client starts with
             except Exception:
                 log.exception("the handler's initial state does not archive; refusing")
-                self.connection.refuse(500, "server could not create the connection state")
+                self._refuse(500, "server could not create the connection state")
                 return
         core._open_sessions += 1
         self.connection.accept()
+        self.connected_at = core.now()
+        log.debug(
+            "connection from %s accepted (path %s, compression level %d)",
+            self.peer,
+            info.path,
+            info.compression_level,
+        )
+        if core.hooks:
+            core._notify("on_connect", ConnectionInfo(self.peer, info.path))
+
+    def _refuse(self, status: int, reason: str) -> None:
+        log.debug("refused a handshake from %s: %d %s", self.peer, status, reason)
+        self.connection.refuse(status, reason)
+        core = self.core
+        if core.hooks:
+            path = self.handshake.path if self.handshake is not None else None
+            core._notify("on_refuse", ConnectionInfo(self.peer, path, status, reason))
 
     def _refusal(self, info: HandshakeInfo) -> tuple[int, str] | None:
         core = self.core
@@ -519,14 +609,50 @@ class ServerSession:
                 return 500, "authentication failed"
         return None
 
+    def _call_info(self, method: str, call_id: int) -> CallInfo | None:
+        core = self.core
+        if not core._observing_calls():
+            return None
+        info = CallInfo(core.service_name, method, call_id, self.peer, core.now())
+        if core.hooks:
+            core._notify("on_call_start", info)
+        return info
+
+    def _call_ended(
+        self, info: CallInfo | None, outcome: str, error: BaseException | None = None
+    ) -> None:
+        """Report the end of a call to the log and the hooks (once per call)."""
+        if info is None or info.outcome is not None:
+            return
+        core = self.core
+        info.outcome = outcome
+        info.error = error
+        now = core.now()
+        if now is not None and info.started is not None:
+            info.duration = now - info.started
+        if log.isEnabledFor(DEBUG):
+            log.debug(
+                "call %d %s from %s: %s%s",
+                info.call_id,
+                info.method or "(undecodable)",
+                info.peer,
+                outcome,
+                "" if info.duration is None else f" in {info.duration * 1000:.3f} ms",
+            )
+        if core.hooks:
+            core._notify("on_call_end", info)
+
     def _start_call(self, event: CallReceived) -> HandlerCall | None:
         spec = self.core.spec
         try:
             method, args = spec.decode_call(event.internal)
         except Exception as exc:  # every decode failure, whatever the bytes
             log.debug("call %d undecodable: %s", event.call_id, exc)
+            info = self._call_info("", event.call_id)
             self._answer(event.call_id, Err(RpcHandlerError.ServerDecodeError))
+            self._call_ended(info, RpcHandlerError.ServerDecodeError.name, exc)
             return None
+        info = self._call_info(method.name, event.call_id)
         try:
             coroutine = getattr(self.handler, method.name)(*args)
             if not isinstance(coroutine, Coroutine):
@@ -542,8 +668,9 @@ class ServerSession:
                 exc_info=(type(exc), exc, exc.__traceback__),
             )
             self._answer(event.call_id, Err(RpcHandlerError.HandlerPanicked))
+            self._call_ended(info, RpcHandlerError.HandlerPanicked.name, exc)
             return None
-        call = HandlerCall(self, event.call_id, method.name, coroutine)
+        call = HandlerCall(self, event.call_id, method.name, coroutine, info=info)
         self.running[event.call_id] = call
         return call
 
@@ -560,6 +687,7 @@ class ServerSession:
         """
         self.running.pop(call.call_id, None)
         if self.connection.state is not ConnectionState.OPEN:
+            self._call_ended(call.info, "unanswered", error)
             return  # the connection ended meanwhile: nobody to answer
         try:
             if error is not None and not isinstance(error, Exception):
@@ -570,7 +698,12 @@ class ServerSession:
                 output = self._sync_state_for(call, output)
             self._answer(call.call_id, output)
         except Exception:
+            self._call_ended(call.info, "internal error", error)
             self._internal_error(f"answering call {call.call_id} ({call.method})")
+        else:
+            if call.info is not None:
+                outcome = "ok" if isinstance(output, Ok) else output.error.name
+                self._call_ended(call.info, outcome, error)
         self._after_io()
 
     def _sync_state_for(
@@ -662,6 +795,7 @@ class ServerSession:
                 call.cancel()
             else:
                 call.coroutine.close()
+            self._call_ended(call.info, "cancelled")
 
     def connection_lost(self) -> None:
         """The socket is gone (reset, EOF or a failed write): clean everything up."""
@@ -694,9 +828,26 @@ class ServerSession:
     def _end(self) -> None:
         if not self._forgotten:
             self._forgotten = True
+            core = self.core
             if self.handler is not None:
-                self.core._open_sessions -= 1
-            self.core._forget(self)
+                core._open_sessions -= 1
+                self._report_close()
+            core._forget(self)
+
+    def _report_close(self) -> None:
+        core = self.core
+        closed = self.closed_event
+        code = closed.code if closed is not None else None
+        reason = closed.reason if closed is not None else ""
+        if closed is not None and closed.error is not None and not reason:
+            reason = str(closed.error)
+        log.debug("connection from %s closed: %s %s", self.peer, code, reason)
+        if core.hooks:
+            now = core.now()
+            start = self.connected_at
+            duration = now - start if now is not None and start is not None else None
+            path = self.handshake.path if self.handshake is not None else None
+            core._notify("on_disconnect", ConnectionInfo(self.peer, path, code, reason, duration))
 
     def _after_io(self) -> None:
         connection = self.connection
