@@ -80,6 +80,14 @@ async function open(schema = COUNTER, options = {}) {
 }
 
 const settle = () => new Promise((r) => setTimeout(r, 5));
+// inflating runs on a stream: under load it can take longer than one short settle
+async function until(predicate, what, ms = 2000) {
+  const deadline = Date.now() + ms;
+  while (!predicate()) {
+    if (Date.now() > deadline) throw new Error(`waited ${ms} ms for ${what}`);
+    await settle();
+  }
+}
 const u32 = (n) => {
   const b = new Uint8Array(4);
   new DataView(b.buffer).setUint32(0, n, true);
@@ -230,6 +238,7 @@ test("undecodable messages and text frames are ignored; the connection stays ope
   ws.onmessage({ data: Uint8Array.of(1, 2, 3).buffer });
   ws.onmessage({ data: "text" });
   await ws.deliver({ RPCResponse: { id: 0, output: { Ok: u32(1) } } }); // nobody waits: ignored
+  await until(() => client.ignoredMessages >= 1, "the unawaited answer to be ignored");
   await settle();
   assert.equal(client.ignoredMessages, 1);
   assert.ok(client.isOpen);
