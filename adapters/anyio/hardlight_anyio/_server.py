@@ -23,12 +23,13 @@ from hardlight_core import EventEmitter as CoreEventEmitter
 from hardlight_core import (
     HardLightError,
     ServerCore,
+    ServerHooks,
     ServerSession,
     Topic,
     TopicCreated,
     TopicRemoved,
 )
-from hardlight_support import ChannelReader, ServerConfig
+from hardlight_support import ChannelReader, ServerConfig, StopSignals, loop_waker, signal_name
 
 __all__ = ["EventEmitter", "Server", "TopicNotifier"]
 
@@ -38,7 +39,10 @@ READ_SIZE = 65536
 
 
 class EventEmitter(CoreEventEmitter):
-    """Sends events of one type to topics, from application code (many may exist)."""
+    """Sends events of one type to topics, from application code (many may exist).
+
+    ``await emit(topic, event)`` (the natural form here) or ``emit_nowait(topic, event)``
+    (from synchronous code in the event loop); both queue at once and never block."""
 
     async def emit(self, topic: Topic, event: Any) -> int:
         """Queue ``event`` to every connection subscribed to ``topic``; returns how many."""
@@ -136,11 +140,12 @@ class Server:
         *,
         handler_factory: Any = None,
         bus: Any = None,
+        hooks: ServerHooks | None = None,
     ) -> None:
         self.config = config
         #: an event bus spanning servers (``hardlight_asyncio.NatsBus``: asyncio backend only)
         self.bus = bus
-        self.core = ServerCore.from_config(config, handler, handler_factory)
+        self.core = ServerCore.from_config(config, handler, handler_factory, hooks)
         self.core.on_output = _output_ready
         self.core.spawn = self._spawn
         if bus is not None:
@@ -150,6 +155,7 @@ class Server:
         self._accepting: anyio.CancelScope | None = None
         self._stopped: anyio.Event | None = None
         self._address: tuple[str, int] = (config.host, config.port)
+        self._running = False
 
     def event_emitter(self, event_type: Any) -> EventEmitter:
         """An emitter for events of ``event_type`` (take as many as you like)."""
@@ -158,6 +164,14 @@ class Server:
     def topic_notifier(self) -> TopicNotifier:
         """The one receiver of topic Created/Removed notifications."""
         return TopicNotifier(self.core.topic_notifications())
+
+    def add_hooks(self, hooks: ServerHooks) -> None:
+        """Add callbacks for connections and calls (metrics, tracing); see ServerHooks."""
+        self.core.add_hooks(hooks)
+
+    def remove_hooks(self, hooks: ServerHooks) -> None:
+        """Remove callbacks added by :meth:`add_hooks` or ``Server(hooks=...)``."""
+        self.core.remove_hooks(hooks)
 
     @property
     def address(self) -> tuple[str, int]:
@@ -176,6 +190,7 @@ class Server:
 
     async def __aenter__(self) -> Server:
         self._stopped = anyio.Event()
+        self.core.clock = anyio.current_time
         self.core.accepting = True
         self._tg = anyio.create_task_group()
         await self._tg.__aenter__()
@@ -206,7 +221,8 @@ class Server:
             tg, self._tg = self._tg, None
             await tg.__aexit__(None, None, None)
             raise
-        log.info("hardlight server listening on %s:%d", *self._address)
+        self._running = True
+        self.core.started(*self._address)
         return self
 
     async def _accept(self, *, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
@@ -225,13 +241,39 @@ class Server:
         await _Connection(self, stream).serve()
 
     async def serve_forever(self) -> None:
-        """Serve until :meth:`stop` is called (or this task is cancelled)."""
+        """Serve until :meth:`stop`, SIGTERM or SIGINT (or this task is cancelled).
+
+        Inside ``async with server:`` it waits in that server; otherwise it opens one.
+        In the main thread, SIGTERM and SIGINT stop the server gracefully (``stop()``
+        with the configured grace) and this returns; the previous handlers are put
+        back on return. A second signal acts as it would have without the server.
+        """
+        if self._tg is not None:
+            await self._wait_for_stop()
+            return
         async with self:
-            assert self._stopped is not None
-            await self._stopped.wait()
+            await self._wait_for_stop()
+
+    run = serve_forever
+
+    async def _wait_for_stop(self) -> None:
+        stopped = self._stopped
+        assert stopped is not None
+        with StopSignals(loop_waker(self._on_signal)) as signals:
+            await stopped.wait()
+        if signals.received is not None:
+            await self.stop()
+
+    def _on_signal(self, signum: int) -> None:
+        if self._stopped is not None and not self._stopped.is_set():
+            self.core.stop_reason = signal_name(signum)
+            self._stopped.set()  # wakes _wait_for_stop, which stops gracefully
 
     async def stop(self, grace: float | None = None) -> None:
         """Stop accepting, let running calls finish within ``grace``, close with 1001."""
+        if not self._running:
+            return
+        self._running = False
         grace = self.config.shutdown_grace if grace is None else grace
         if self._accepting is not None:
             self._accepting.cancel()

@@ -14,8 +14,16 @@ from collections.abc import Coroutine
 from typing import Any, cast
 
 from hardlight_core import EventEmitter as CoreEventEmitter
-from hardlight_core import Limits, ServerCore, ServerSession, Topic, TopicCreated, TopicRemoved
-from hardlight_support import ChannelReader, ServerConfig
+from hardlight_core import (
+    Limits,
+    ServerCore,
+    ServerHooks,
+    ServerSession,
+    Topic,
+    TopicCreated,
+    TopicRemoved,
+)
+from hardlight_support import ChannelReader, ServerConfig, StopSignals, loop_waker, signal_name
 
 from ._tls_socket import TLSListener, supports_socket_tls
 
@@ -28,7 +36,10 @@ FLUSH_BYTES = 2048
 
 
 class EventEmitter(CoreEventEmitter):
-    """Sends events of one type to topics, from application code (many may exist)."""
+    """Sends events of one type to topics, from application code (many may exist).
+
+    ``await emit(topic, event)`` (the natural form here) or ``emit_nowait(topic, event)``
+    (from synchronous code on the loop); both queue at once and never block."""
 
     async def emit(self, topic: Topic, event: Any) -> int:
         """Queue ``event`` to every connection subscribed to ``topic``; returns how many."""
@@ -173,6 +184,7 @@ class Server:
         *,
         handler_factory: Any = None,
         bus: Any = None,
+        hooks: ServerHooks | None = None,
         tls_transport: str = "auto",
     ) -> None:
         if tls_transport not in ("auto", "socket", "asyncio"):
@@ -183,12 +195,13 @@ class Server:
         self.tls_transport = tls_transport
         #: an event bus spanning several servers (``NatsBus``), or None for this node only
         self.bus = bus
-        self.core = ServerCore.from_config(config, handler, handler_factory)
+        self.core = ServerCore.from_config(config, handler, handler_factory, hooks)
         self.core.on_output = _output_ready
         self.core.spawn = self._spawn
         if bus is not None:
             self.core.on_topic = bus.topic_changed
         self._server: asyncio.Server | TLSListener | None = None
+        self._signal_stop: asyncio.Task[None] | None = None
         # connections with output after this loop turn's calls, flushed by one callback
         self._dirty: list[_Connection] = []
         self._flush_pending = False
@@ -204,6 +217,14 @@ class Server:
     def topic_notifier(self) -> TopicNotifier:
         """The one receiver of topic Created/Removed notifications."""
         return TopicNotifier(self.core.topic_notifications())
+
+    def add_hooks(self, hooks: ServerHooks) -> None:
+        """Add callbacks for connections and calls (metrics, tracing); see ServerHooks."""
+        self.core.add_hooks(hooks)
+
+    def remove_hooks(self, hooks: ServerHooks) -> None:
+        """Remove callbacks added by :meth:`add_hooks` or ``Server(hooks=...)``."""
+        self.core.remove_hooks(hooks)
 
     @property
     def address(self) -> tuple[str, int]:
@@ -227,6 +248,7 @@ class Server:
         """Bind and start accepting."""
         self._loop = asyncio.get_running_loop()
         self._stopped = asyncio.Event()
+        self.core.clock = self._loop.time
         self.core.accepting = True
         ssl_context = self.config.tls.ssl_context() if self.config.tls is not None else None
         if ssl_context is not None and _use_socket_tls(self.tls_transport, self._loop):
@@ -256,16 +278,31 @@ class Server:
                 self._server.close()
                 self._server = None
                 raise
-        log.info("hardlight server listening on %s:%d", *self.address)
+        self.core.started(*self.address)
 
     async def serve_forever(self) -> None:
-        """Run until :meth:`stop` (starting first if needed)."""
+        """Run until :meth:`stop`, or SIGTERM / SIGINT (starting first if needed).
+
+        In the main thread, SIGTERM and SIGINT stop the server gracefully (``stop()``
+        with the configured grace) and this returns; the previous handlers are put
+        back on return. A second signal acts as it would have without the server.
+        """
         if self._server is None:
             await self.start()
-        assert self._stopped is not None
-        await self._stopped.wait()
+        stopped = self._stopped
+        assert stopped is not None
+        with StopSignals(loop_waker(self._on_signal)):
+            await stopped.wait()
+        if self._signal_stop is not None:
+            task, self._signal_stop = self._signal_stop, None
+            await task
 
     run = serve_forever
+
+    def _on_signal(self, signum: int) -> None:
+        if self._signal_stop is None and self._server is not None:
+            self.core.stop_reason = signal_name(signum)
+            self._signal_stop = self._loop.create_task(self.stop())
 
     async def stop(self, grace: float | None = None) -> None:
         """Stop accepting, let running calls finish within ``grace``, close with 1001."""

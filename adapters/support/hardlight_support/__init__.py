@@ -3,12 +3,13 @@
 The core (``hardlight_core``) decides everything and does no I/O; the adapters
 (asyncio, anyio, threads, ASGI) move bytes. What two adapters need beyond that
 (waiting on the core's channels, configurations with addresses and TLS, certificate
-files, NATS subject names) lives here, once.
+files, NATS subject names, stopping on SIGTERM/SIGINT) lives here, once.
 """
 
 from ._blocking import BlockingChannelReader
 from ._channels import ChannelReader
 from ._config import ClientConfig, ServerConfig
+from ._signals import STOP_SIGNALS, StopSignals, loop_waker, signal_name
 from ._subjects import ORIGIN_HEADER, BusUnavailable, new_node_id, subject_topic, topic_subject
 from ._tls import CertificateMismatch, ClientTLS, ServerTLS, fingerprint_sha256
 
@@ -20,10 +21,14 @@ __all__ = [
     "ClientConfig",
     "ClientTLS",
     "ORIGIN_HEADER",
+    "STOP_SIGNALS",
     "ServerConfig",
     "ServerTLS",
+    "StopSignals",
     "fingerprint_sha256",
+    "loop_waker",
     "new_node_id",
+    "signal_name",
     "subject_topic",
     "topic_subject",
 ]

@@ -19,8 +19,8 @@ from collections.abc import Coroutine
 from typing import Any
 
 from hardlight_core import EventEmitter as CoreEventEmitter
-from hardlight_core import ServerCore, ServerSession, TopicCreated, TopicRemoved
-from hardlight_support import BlockingChannelReader, ServerConfig
+from hardlight_core import ServerCore, ServerHooks, ServerSession, TopicCreated, TopicRemoved
+from hardlight_support import BlockingChannelReader, ServerConfig, StopSignals, signal_name
 
 from ._pump import SocketPump
 
@@ -32,7 +32,10 @@ POLL = 0.2  # how often the accept thread looks up to notice shutdown
 
 
 class EventEmitter(CoreEventEmitter):
-    """Sends events of one type to topics from application code (thread-safe)."""
+    """Sends events of one type to topics from application code (thread-safe).
+
+    ``emit(topic, event)`` (the natural, blocking form here; it never waits) is
+    ``emit_nowait(topic, event)``."""
 
     emit = CoreEventEmitter.emit_nowait
 
@@ -118,14 +121,16 @@ class Server:
         *,
         handler_factory: Any = None,
         bus: Any = None,
+        hooks: ServerHooks | None = None,
     ) -> None:
         self.config = config
         #: an event bus spanning servers (``hardlight_asyncio.NatsBus`` runs on the handler loop)
         self.bus = bus
         #: guards the core: every call into it holds this lock
         self.lock = threading.RLock()
-        self.core = ServerCore.from_config(config, handler, handler_factory)
+        self.core = ServerCore.from_config(config, handler, handler_factory, hooks)
         self.core.lock = self.lock
+        self.core.clock = time.monotonic
         self.core.spawn = self._spawn
         self.core.on_output = _output_ready
         if bus is not None:
@@ -144,6 +149,17 @@ class Server:
         """The one receiver of topic Created/Removed notifications."""
         with self.lock:
             return TopicNotifier(self.core.topic_notifications(), self.lock)
+
+    def add_hooks(self, hooks: ServerHooks) -> None:
+        """Add callbacks for connections and calls (metrics, tracing); see ServerHooks.
+        They run on the server's threads, holding its lock: keep them short."""
+        with self.lock:
+            self.core.add_hooks(hooks)
+
+    def remove_hooks(self, hooks: ServerHooks) -> None:
+        """Remove callbacks added by :meth:`add_hooks` or ``Server(hooks=...)``."""
+        with self.lock:
+            self.core.remove_hooks(hooks)
 
     @property
     def address(self) -> tuple[str, int]:
@@ -193,14 +209,26 @@ class Server:
                 self._handler_loop = asyncio.new_event_loop()
                 raise
         accept_thread.start()
-        log.info("hardlight server listening on %s:%d", *self.address)
+        with self.lock:
+            self.core.started(*self.address)
 
     def serve_forever(self) -> None:
-        """Run until :meth:`stop` (starting first if needed)."""
+        """Run until :meth:`stop`, SIGTERM or SIGINT (starting first if needed).
+
+        In the main thread, SIGTERM and SIGINT stop the server gracefully (``stop()``
+        with the configured grace; noticed within 0.2 s) and this returns; the previous
+        handlers are put back on return. A second signal acts as it would have without
+        the server.
+        """
         if self._listener is None:
             self.start()
-        while not self._stopping.wait(POLL):
-            pass
+        with StopSignals() as signals:  # the handler only records: we poll it here
+            while not self._stopping.wait(POLL):
+                if signals.received is not None:
+                    with self.lock:
+                        self.core.stop_reason = signal_name(signals.received)
+                    self.stop()
+                    break
 
     run = serve_forever
 
