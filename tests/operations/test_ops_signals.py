@@ -21,7 +21,7 @@ GRACE = 3.0
 #: startup, the last 1001 close handshakes and interpreter exit, on a loaded machine
 BOUND = 6.0
 
-SERVER_SCRIPT = '''
+SERVER_SCRIPT = """
 import logging
 import signal
 import sys
@@ -73,7 +73,7 @@ restored = (
     and signal.getsignal(signal.SIGINT) is signal.default_int_handler
 )
 print(f"returned, handlers restored: {restored}", flush=True)
-'''
+"""
 
 RUNTIMES = ("asyncio", "anyio", "anyio-trio", "threads")
 
@@ -109,7 +109,9 @@ def _client(port: int, fingerprint: str) -> hardlight_threads.Client:
     return client
 
 
-def _call_in_thread(client: hardlight_threads.Client, ms: int) -> tuple[threading.Thread, dict]:
+def _call_in_thread(
+    client: hardlight_threads.Client, ms: int
+) -> tuple[threading.Thread, dict[str, Any]]:
     result: dict[str, Any] = {}
 
     def run() -> None:
@@ -161,7 +163,7 @@ def test_a_second_signal_acts_as_without_the_server(server_process: Any, adapter
     proc, port, fingerprint = server_process(adapter)
     client = _client(port, fingerprint)
     try:
-        thread, result = _call_in_thread(client, 5000)
+        _call_in_thread(client, 5000)
         proc.expect("call started")
         proc.proc.send_signal(signal.SIGTERM)
         time.sleep(0.3)
