@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar, overload
 
 import msgspec
 
@@ -50,6 +50,8 @@ __all__ = [
     "StateUpdated",
 ]
 
+T = TypeVar("T")
+
 
 class CallOutcome(msgspec.Struct, frozen=True):
     """Call ``call_id`` ended: ``error`` is None and ``value`` the result, or ``error`` is set."""
@@ -65,8 +67,16 @@ class EventDelivered(msgspec.Struct, frozen=True):
     topic: Topic
     payload: bytes
 
+    @overload
+    def decode(self, event_type: type[T]) -> T: ...
+    @overload
+    def decode(self, event_type: Any) -> Any: ...
+
     def decode(self, event_type: Any) -> Any:
-        """The payload decoded as ``event_type`` (raises DecodeError if it is not one)."""
+        """The payload decoded as ``event_type`` (raises DecodeError if it is not one).
+
+        Typed for a class (``event.decode(Incremented) -> Incremented``); a union such as
+        ``CounterEvent`` gives ``Any``: annotate the result (``ev: CounterEvent = ...``)."""
         return decode(self.payload, event_type)
 
 

@@ -12,15 +12,23 @@ for event subscribers and one timer:
   connection's deadlines and every call's timeout: one timer for all);
 * :meth:`ClientDriver.start_call` / :meth:`ClientDriver.cancel_call` for calls;
 * :meth:`ClientDriver.subscribe` for each event iterator (each gets every event);
-* :meth:`ClientDriver.reconnect_delays` after a drop, when :attr:`should_reconnect`.
+* :meth:`ClientDriver.reconnect_delays` after a drop, when :attr:`should_reconnect`;
+  after a reconnect, run the user's :attr:`ClientDriver.reconnect_hook` between
+  :meth:`ClientDriver.enter_hook` and :meth:`ClientDriver.leave_hook` (calls made by
+  anyone else meanwhile are held in the driver and sent when the hook returns).
+
+It also builds the typed proxies of the adapters (:func:`service_proxy`): an instance
+of a generated subclass of the service whose methods call ``client.call(...)``.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import enum
 import logging
-from collections.abc import Iterator
-from typing import Any, Protocol
+from collections.abc import Callable, Iterator
+from typing import Any, Protocol, TypeVar
 
 from ._channel import Channel
 from ._client_core import (
@@ -34,14 +42,30 @@ from ._client_core import (
 from ._config import ClientSettings
 from ._errors import (
     CallTimeout,
+    ClientEncodeError,
     ClientNotConnected,
     ConnectError,
     HardLightError,
     LocalProtocolError,
 )
-from ._service import ServiceSpec
+from ._service import MethodSpec, ServiceSpec
 
-__all__ = ["ClientDriver", "ClientPhase", "Waiter"]
+__all__ = [
+    "ClientDriver",
+    "ClientPhase",
+    "Waiter",
+    "proxy_client",
+    "service_proxy",
+    "with_timeout",
+]
+
+P = TypeVar("P")
+T = TypeVar("T")
+
+#: the driver whose reconnect hook runs in this context (task, thread): its calls pass the gate
+_IN_HOOK: contextvars.ContextVar[ClientDriver | None] = contextvars.ContextVar(
+    "hardlight_reconnect_hook", default=None
+)
 
 log = logging.getLogger("hardlight")
 
@@ -84,13 +108,21 @@ _PHASES: dict[tuple[ClientPhase, str], ClientPhase] = {
 
 
 class _Pending:
-    __slots__ = ("deadline", "method", "timeout", "waiter")
+    __slots__ = ("args", "deadline", "method", "timeout", "waiter")
 
-    def __init__(self, waiter: Waiter, method: str, deadline: float | None, timeout: float | None):
+    def __init__(
+        self,
+        waiter: Waiter,
+        method: str,
+        deadline: float | None,
+        timeout: float | None,
+        args: tuple[Any, ...] = (),
+    ):
         self.waiter = waiter
         self.method = method
         self.deadline = deadline
         self.timeout = timeout
+        self.args = args  # only for calls held while a reconnect hook runs
 
 
 class ClientDriver:
@@ -111,6 +143,11 @@ class ClientDriver:
         self._backlog: Channel[EventDelivered] = Channel(EVENT_QUEUE_SIZE, "client event queue")
         self._last_state: Any = None
         self._earliest: float | None = None
+        #: the user's reconnect hook (the adapter runs it; the driver only gates calls)
+        self.reconnect_hook: Any = None
+        self._reconnecting = False  # inside reconnect_delays(): an open is a reconnect
+        self._gated = False  # a reconnect hook runs: other callers' calls are held
+        self._held: list[_Pending] = []
 
     # -- connection ------------------------------------------------------------------------
 
@@ -142,6 +179,9 @@ class ClientDriver:
             f"{host}:{port}",
             compression_level=config.compression_level,
             limits=config.limits,
+            # ClientConfig(path=, headers=); other settings objects may lack them
+            path=getattr(config, "path", "/"),
+            extra_headers=tuple(getattr(config, "upgrade_headers", ())),
             now=now,
         )
         self._opened = opened
@@ -152,6 +192,7 @@ class ClientDriver:
         (refused TCP, TLS, timeouts) as :class:`ConnectError` with the address."""
         if self.phase is ClientPhase.CONNECTING:
             self._move("lost")
+        self._open_gate(ClientNotConnected(f"connect to {self.address} failed"))
         self.core = None
         if isinstance(error, HardLightError):
             return error
@@ -207,6 +248,8 @@ class ClientDriver:
     def disconnect(self) -> None:
         """The user closes the client: start the close handshake; no reconnect."""
         self._move("disconnect")
+        self._reconnecting = False
+        self._open_gate(ClientNotConnected("client disconnected"))
         core = self.core
         if core is not None and core.connection.state.value == "open":
             core.close()
@@ -225,19 +268,47 @@ class ClientDriver:
         if policy is None:
             return
         attempt = 0
-        for attempt, delay in enumerate(policy.delays(), 1):
-            if self.phase is not ClientPhase.LOST:
-                return
-            yield delay
-            if self.connected:  # the phase changed while the caller waited and connected
-                log.info("reconnected to %s (attempt %d)", self.address, attempt)
-                return
-        if self.phase is ClientPhase.LOST:
-            log.warning("giving up reconnecting to %s after %d attempts", self.address, attempt)
+        try:
+            for attempt, delay in enumerate(policy.delays(), 1):
+                if self.phase is not ClientPhase.LOST:
+                    return
+                self._reconnecting = True
+                yield delay
+                if self.connected:  # the phase changed while the caller waited and connected
+                    log.info("reconnected to %s (attempt %d)", self.address, attempt)
+                    return
+            if self.phase is ClientPhase.LOST:
+                log.warning(
+                    "giving up reconnecting to %s after %d attempts", self.address, attempt
+                )
+        finally:
+            self._reconnecting = False
 
     def reconnect_failed(self, error: BaseException) -> None:
         """One reconnect attempt failed (logged)."""
         log.info("reconnect to %s failed: %s", self.address, error)
+
+    # -- the reconnect hook --------------------------------------------------------------------
+
+    @property
+    def hook_pending(self) -> bool:
+        """A reconnect just opened and :attr:`reconnect_hook` must run: calls from other
+        callers are held until :meth:`leave_hook`."""
+        return self._gated
+
+    def enter_hook(self) -> contextvars.Token[ClientDriver | None]:
+        """The adapter starts running the reconnect hook in the current context (task or
+        thread): calls made from this context (and tasks it starts) pass the gate."""
+        return _IN_HOOK.set(self)
+
+    def leave_hook(self, token: contextvars.Token[ClientDriver | None] | None = None) -> None:
+        """The reconnect hook returned (or raised): the held calls are started, in the order
+        they were made (write :meth:`data_to_send` next)."""
+        if token is not None:
+            # (ValueError, RuntimeError: another context, or already reset)
+            with contextlib.suppress(ValueError, RuntimeError):
+                _IN_HOOK.reset(token)
+        self._open_gate()
 
     # -- calls -------------------------------------------------------------------------------
 
@@ -257,16 +328,34 @@ class ClientDriver:
         core = self.core
         if core is None or self.phase is not ClientPhase.OPEN:
             raise ClientNotConnected(f"not connected to {self.address}")
-        call_id = core.start_call(method, args)
         timeout = self.config.call_timeout if timeout is None else timeout
         deadline = None if timeout is None else now + timeout
+        if self._gated and _IN_HOOK.get() is not self:
+            # a reconnect hook runs: hold the call (its timeout runs) until the hook returns
+            try:  # bad arguments fail now, as they would unheld
+                self.spec.encode_call(method, *args)
+            except Exception as exc:
+                raise ClientEncodeError(f"{method}{args!r}: {exc}") from exc
+            self._held.append(_Pending(waiter, method, deadline, timeout, args))
+            self._note_deadline(deadline)
+            return -1
+        call_id = core.start_call(method, args)
         self._pending[call_id] = _Pending(waiter, method, deadline, timeout)
+        self._note_deadline(deadline)
+        return call_id
+
+    def _note_deadline(self, deadline: float | None) -> None:
         if deadline is not None and (self._earliest is None or deadline < self._earliest):
             self._earliest = deadline
-        return call_id
 
     def cancel_call(self, call_id: int, waiter: Waiter) -> None:
         """The caller stopped waiting (cancelled): drop the late answer when it comes."""
+        for held in self._held:
+            if held.waiter is waiter:
+                self._held.remove(held)
+                return
+        if call_id < 0:  # a call that was held, then started: find it by its waiter
+            call_id = next((i for i, p in self._pending.items() if p.waiter is waiter), -1)
         pending = self._pending.get(call_id)
         if pending is not None and pending.waiter is waiter:
             del self._pending[call_id]
@@ -275,8 +364,8 @@ class ClientDriver:
 
     @property
     def calls_pending(self) -> int:
-        """Calls waiting for an answer."""
-        return len(self._pending)
+        """Calls waiting for an answer (held ones included)."""
+        return len(self._pending) + len(self._held)
 
     def _expire_calls(self, now: float) -> None:
         earliest = self._earliest
@@ -291,16 +380,25 @@ class ClientDriver:
                 del self._pending[call_id]
                 if self.core is not None:
                     self.core.abandon_call(call_id)
-                _resolve(
-                    pending.waiter,
-                    error=CallTimeout(
-                        f"{pending.method}: no answer from {self.address} within "
-                        f"{pending.timeout} s"
-                    ),
-                )
+                _resolve(pending.waiter, error=self._timed_out(pending))
+            elif next_deadline is None or deadline < next_deadline:
+                next_deadline = deadline
+        for held in list(self._held):
+            deadline = held.deadline
+            if deadline is None:
+                continue
+            if deadline <= now:
+                self._held.remove(held)
+                why = " (held while the reconnect hook ran)"
+                _resolve(held.waiter, error=self._timed_out(held, why))
             elif next_deadline is None or deadline < next_deadline:
                 next_deadline = deadline
         self._earliest = next_deadline
+
+    def _timed_out(self, pending: _Pending, why: str = "") -> CallTimeout:
+        return CallTimeout(
+            f"{pending.method}: no answer from {self.address} within {pending.timeout} s{why}"
+        )
 
     # -- events and state --------------------------------------------------------------------
 
@@ -332,6 +430,17 @@ class ClientDriver:
         core = self.core
         return core.state if core is not None else self._last_state
 
+    def typed_state(self, state_type: type[T]) -> T:
+        """The state mirror, checked to be a ``state_type`` (TypeError if not, e.g. when the
+        service declares no state or another one)."""
+        value = self.state
+        if not isinstance(value, state_type):
+            raise TypeError(
+                f"the state of {self.spec.service.__name__} is {type(value).__name__}, "
+                f"not {state_type.__name__}"
+            )
+        return value
+
     # -- internals ---------------------------------------------------------------------------
 
     def _move(self, what: str) -> None:
@@ -355,6 +464,8 @@ class ClientDriver:
             elif isinstance(outcome, ClientOpened):
                 if self.phase is ClientPhase.CONNECTING:
                     self._move("opened")
+                    if self._reconnecting and self.reconnect_hook is not None:
+                        self._gated = True  # until the adapter has run the hook
                     opened, self._opened = self._opened, None
                     if opened is not None:
                         _resolve(opened)
@@ -385,6 +496,30 @@ class ClientDriver:
         self._earliest = None
         for entry in pending.values():
             _resolve(entry.waiter, error=type(error)(str(error)))
+        self._open_gate(error)
+
+    def _open_gate(self, error: ClientNotConnected | None = None) -> None:
+        """End the hold: start the held calls, or fail them with ``error``."""
+        self._gated = False
+        held, self._held = self._held, []
+        for entry in held:
+            if entry.waiter.done():
+                continue
+            if error is not None:
+                _resolve(entry.waiter, error=type(error)(str(error)))
+                continue
+            core = self.core
+            if core is None or self.phase is not ClientPhase.OPEN:
+                _resolve(entry.waiter, error=ClientNotConnected(f"not connected to {self.address}"))
+                continue
+            try:
+                call_id = core.start_call(entry.method, entry.args)
+            except HardLightError as exc:  # ClientEncodeError, TooManyCallsInFlight
+                _resolve(entry.waiter, error=exc)
+                continue
+            entry.args = ()
+            self._pending[call_id] = entry
+            self._note_deadline(entry.deadline)
 
 
 def _resolve(waiter: Waiter, value: Any = None, error: BaseException | None = None) -> None:
@@ -394,3 +529,101 @@ def _resolve(waiter: Waiter, value: Any = None, error: BaseException | None = No
         waiter.set_exception(error)
     else:
         waiter.set_result(value)
+
+
+# -- typed proxies ----------------------------------------------------------------------------
+
+
+class _Proxy:
+    """Base of the generated proxy classes (mixed into a subclass of the service)."""
+
+    _hl_client: Any
+    _hl_timeout: float | None
+    _hl_service: type[Any]
+
+    def __repr__(self) -> str:
+        timeout = "" if self._hl_timeout is None else f", timeout={self._hl_timeout}"
+        return f"<{self._hl_service.__name__} proxy of {self._hl_client!r}{timeout}>"
+
+
+_PROXY_CLASSES: dict[tuple[type[Any], bool], type[Any]] = {}
+
+
+def service_proxy(
+    service: type[P], client: Any, *, blocking: bool = False, timeout: float | None = None
+) -> P:
+    """A ``service``-typed proxy of ``client``: ``await proxy.get(key)`` is
+    ``await client.call("get", key, timeout=timeout)``.
+
+    The proxy is an instance of a generated subclass of ``service`` (so a type checker
+    checks its calls against the service's signatures). With ``blocking`` (the threads
+    adapter) each method is still ``async def`` (as declared) but never suspends: its
+    coroutine makes the blocking ``client.call`` when first resumed (run it with
+    ``hardlight_threads.run(proxy.get(key))``).
+    """
+    cls = _PROXY_CLASSES.get((service, blocking))
+    if cls is None:
+        spec = ServiceSpec.of(service)
+        namespace: dict[str, Any] = {
+            m.name: _proxy_method(m, blocking) for m in spec.methods
+        }
+        namespace["__module__"] = service.__module__
+        name = f"{service.__name__}{'Blocking' if blocking else ''}Proxy"
+        cls = _PROXY_CLASSES[service, blocking] = type(name, (_Proxy, service), namespace)
+    proxy: Any = object.__new__(cls)
+    proxy._hl_client = client
+    proxy._hl_timeout = timeout
+    proxy._hl_service = service
+    result: P = proxy
+    return result
+
+
+def _proxy_method(method: MethodSpec, blocking: bool) -> Callable[..., Any]:
+    name, arg_names = method.name, method.arg_names
+
+    def arguments(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...]:
+        if not kwargs:
+            return args
+        values = list(args)
+        for arg_name in arg_names[len(args) :]:
+            if arg_name not in kwargs:
+                raise TypeError(f"{name}() missing argument {arg_name!r}")
+            values.append(kwargs.pop(arg_name))
+        if kwargs:
+            raise TypeError(f"{name}() got unexpected arguments {sorted(kwargs)}")
+        return tuple(values)
+
+    if blocking:
+
+        async def call(self: _Proxy, *args: Any, **kwargs: Any) -> Any:
+            return self._hl_client.call(name, *arguments(args, kwargs), timeout=self._hl_timeout)
+
+    else:
+
+        async def call(self: _Proxy, *args: Any, **kwargs: Any) -> Any:
+            return await self._hl_client.call(
+                name, *arguments(args, kwargs), timeout=self._hl_timeout
+            )
+
+    call.__name__ = call.__qualname__ = name
+    return call
+
+
+def with_timeout(proxy: P, timeout: float | None) -> P:
+    """The same proxy with another per-call timeout (seconds; None: the config's
+    ``call_timeout``): ``await with_timeout(kv, 2.0).get("a")``."""
+    if not isinstance(proxy, _Proxy):
+        raise TypeError(f"with_timeout() takes a client proxy, not {type(proxy).__name__}")
+    copy: Any = object.__new__(type(proxy))
+    copy._hl_client = proxy._hl_client
+    copy._hl_timeout = timeout
+    copy._hl_service = proxy._hl_service
+    result: P = copy
+    return result
+
+
+def proxy_client(proxy: object) -> Any:
+    """The client behind a proxy made by :func:`service_proxy` (TypeError if none)."""
+    if not isinstance(proxy, _Proxy):
+        raise TypeError(f"not a client proxy: {type(proxy).__name__}")
+    return proxy._hl_client

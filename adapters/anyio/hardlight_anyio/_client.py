@@ -11,8 +11,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import socket
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, Generic, TypeVar, overload
 
 import anyio
 import anyio.abc
@@ -20,11 +20,18 @@ import sniffio
 from anyio.streams.tls import TLSAttribute
 
 from hardlight_core import ClientCore, ClientDriver, EventDelivered, HardLightError
+from hardlight_core._client_driver import proxy_client, service_proxy
 from hardlight_support import CertificateMismatch, ChannelReader, ClientConfig
 
-__all__ = ["Client", "Subscription", "client_class"]
+__all__ = ["Client", "ReconnectHook", "Subscription", "client_class", "client_of", "connect"]
 
 log = logging.getLogger("hardlight")
+
+S = TypeVar("S")
+T = TypeVar("T")
+
+#: ``async def hook(client) -> None``: runs after each automatic reconnect
+ReconnectHook = Callable[["Client[Any]"], Awaitable[None]]
 
 READ_SIZE = 65536
 
@@ -62,10 +69,11 @@ class Subscription(ChannelReader[EventDelivered]):
     subscription gets every event; it ends when the client disconnects."""
 
 
-class Client:
-    """A HardLight client of one service on anyio (``await client.increment(1)``)."""
+class Client(Generic[S]):
+    """A HardLight client of one service on anyio (``await client.increment(1)``,
+    untyped; ``client.proxy`` has the same calls typed as the service)."""
 
-    def __init__(self, service: type[Any], config: ClientConfig | None = None) -> None:
+    def __init__(self, service: type[S], config: ClientConfig | None = None) -> None:
         self.service = service
         self.config = config or ClientConfig()
         self._driver = ClientDriver(service, self.config)
@@ -75,6 +83,7 @@ class Client:
         self._done: anyio.Event | None = None
         self._wake: anyio.Event | None = None
         self._reconnecting = False
+        self._proxy: S | None = None
         for method in self.spec.methods:
             if not hasattr(type(self), method.name):
                 setattr(self, method.name, self._make_method(method.name))
@@ -85,6 +94,29 @@ class Client:
 
         method.__name__ = name
         return method
+
+    def __getattr__(self, name: str) -> Any:
+        # only reached for names that are not there: the service's methods are set in
+        # __init__; this tells type checkers that ``client.get()`` exists (as Any)
+        raise AttributeError(
+            f"{type(self).__name__} of {self.__dict__.get('service', '?')!r} has no "
+            f"attribute {name!r}"
+        )
+
+    @property
+    def proxy(self) -> S:
+        """The service's methods on this client, typed as the service:
+        ``await client.proxy.get("a")`` (see :func:`connect`, ``with_timeout``)."""
+        if self._proxy is None:
+            self._proxy = service_proxy(self.service, self)
+        return self._proxy
+
+    def on_reconnect(self, hook: ReconnectHook) -> ReconnectHook:
+        """Run ``await hook(client)`` after each automatic reconnect, before any other
+        caller's call is sent: calls made meanwhile by other tasks wait until it returns
+        (their timeouts run). Re-subscribe there. One hook; returns it (a decorator)."""
+        self._driver.reconnect_hook = hook
+        return hook
 
     @property
     def connected(self) -> bool:
@@ -189,7 +221,7 @@ class Client:
             with contextlib.suppress(Exception):
                 await anyio.aclose_forcefully(stream)
 
-    async def __aenter__(self) -> Client:
+    async def __aenter__(self) -> Client[S]:
         await self.connect()
         return self
 
@@ -210,8 +242,16 @@ class Client:
             driver.cancel_call(call_id, waiter)
             raise
 
-    def state(self) -> Any:
-        """The mirror of this connection's server-side state."""
+    @overload
+    def state(self) -> Any: ...
+    @overload
+    def state(self, state_type: type[T]) -> T: ...
+
+    def state(self, state_type: type[T] | None = None) -> Any:
+        """The mirror of this connection's server-side state; ``state(KvState)`` checks it
+        is a ``KvState`` and is typed so."""
+        if state_type is not None:
+            return self._driver.typed_state(state_type)
         return self._driver.state
 
     def subscribe(self) -> Subscription:
@@ -251,10 +291,27 @@ class Client:
                 await anyio.sleep(delay)
                 try:
                     await self.connect()
-                except (OSError, HardLightError) as exc:
+                except (OSError, HardLightError, CertificateMismatch) as exc:
                     self._driver.reconnect_failed(exc)
+                    continue
+                await self._run_hook()
         finally:
             self._reconnecting = False
+
+    async def _run_hook(self) -> None:
+        driver = self._driver
+        hook = driver.reconnect_hook
+        if hook is None or not driver.hook_pending:
+            return
+        token = driver.enter_hook()
+        try:
+            await hook(self)
+        except Exception:
+            log.exception("the reconnect hook of the client of %s raised", driver.address)
+        finally:
+            driver.leave_hook(token)
+            if self._wake is not None:
+                self._wake.set()  # send the calls held while it ran
 
     async def _writer(self, core: ClientCore, stream: anyio.abc.ByteStream) -> None:
         while True:
@@ -302,10 +359,42 @@ def _spawn_detached(runner: Callable[[], Awaitable[None]]) -> None:
         task.add_done_callback(_background.discard)
 
 
-def client_class(service: type[Any]) -> type[Any]:
-    """A client class for ``service``."""
+@contextlib.asynccontextmanager
+async def connect(
+    service: type[S],
+    config: ClientConfig | None = None,
+    *,
+    on_reconnect: ReconnectHook | None = None,
+) -> AsyncIterator[S]:
+    """Connect a client of ``service`` and yield its typed proxy; disconnect on exit::
 
-    def __init__(self: Client, config: ClientConfig | None = None) -> None:
+        async with connect(Kv, config) as kv:
+            value = await kv.get("a")        # typed as Kv.get declares
+
+    ``client_of(kv)`` is the :class:`Client` (state, subscribe, ...)."""
+    client = Client(service, config)
+    if on_reconnect is not None:
+        client.on_reconnect(on_reconnect)
+    await client.connect()
+    try:
+        yield client.proxy
+    finally:
+        await client.disconnect()
+
+
+def client_of(proxy: object) -> Client[Any]:
+    """The :class:`Client` behind a proxy from :func:`connect` or ``client.proxy``."""
+    client = proxy_client(proxy)
+    if not isinstance(client, Client):
+        raise TypeError(f"{proxy!r} is not a proxy of a hardlight_anyio client")
+    return client
+
+
+def client_class(service: type[Any]) -> type[Any]:
+    """A client class for ``service`` (untyped methods: prefer :func:`connect` or
+    ``client.proxy`` for calls a type checker checks)."""
+
+    def __init__(self: Client[Any], config: ClientConfig | None = None) -> None:
         Client.__init__(self, service, config)
 
     return type(f"{service.__name__}Client", (Client,), {"__init__": __init__})

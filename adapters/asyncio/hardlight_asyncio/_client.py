@@ -8,18 +8,28 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import socket
-from typing import Any, TypeVar, cast
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, Generic, TypeVar, cast, overload
 
 from hardlight_core import ClientDriver, EventDelivered, HardLightError
+from hardlight_core._client_driver import proxy_client, service_proxy
 from hardlight_support import CertificateMismatch, ChannelReader, ClientConfig
 
 from ._tls_socket import open_tls_connection, supports_socket_tls
 
-__all__ = ["Client", "Subscription", "client_class"]
+__all__ = ["Client", "ReconnectHook", "Subscription", "client_class", "client_of", "connect"]
+
+log = logging.getLogger("hardlight")
 
 FLUSH_BYTES = 2048
 S = TypeVar("S")
+T = TypeVar("T")
+C = TypeVar("C", bound="Client[Any]")
+
+#: ``async def hook(client) -> None``: runs after each automatic reconnect
+ReconnectHook = Callable[["Client[Any]"], Awaitable[None]]
 
 
 class Subscription(ChannelReader[EventDelivered]):
@@ -28,7 +38,7 @@ class Subscription(ChannelReader[EventDelivered]):
 
 
 class _Protocol(asyncio.Protocol):
-    def __init__(self, client: Client) -> None:
+    def __init__(self, client: Client[Any]) -> None:
         self.client = client
         self.transport: asyncio.Transport | None = None
         self.loop = asyncio.get_running_loop()
@@ -56,16 +66,17 @@ class _Protocol(asyncio.Protocol):
         self.client._lost(self, exc)
 
 
-class Client:
+class Client(Generic[S]):
     """A HardLight client of one service on asyncio.
 
     ``Client(Counter, config)`` has one coroutine method per service method
-    (``await client.increment(1)``); see :func:`client_class` for a typed class.
+    (``await client.increment(1)``, untyped); ``client.proxy`` is the same calls typed
+    as the service (``await client.proxy.increment(1)`` is checked by mypy).
     """
 
     def __init__(
         self,
-        service: type[Any],
+        service: type[S],
         config: ClientConfig | None = None,
         *,
         tls_transport: str = "auto",
@@ -84,6 +95,7 @@ class Client:
         self._timer: asyncio.TimerHandle | None = None
         self._flush_scheduled = False
         self._reconnect_task: asyncio.Task[None] | None = None
+        self._proxy: S | None = None
         for method in self.spec.methods:
             if not hasattr(type(self), method.name):
                 setattr(self, method.name, self._make_method(method.name))
@@ -94,6 +106,29 @@ class Client:
 
         method.__name__ = name
         return method
+
+    def __getattr__(self, name: str) -> Any:
+        # only reached for names that are not there: the service's methods are set in
+        # __init__; this tells type checkers that ``client.get()`` exists (as Any)
+        raise AttributeError(
+            f"{type(self).__name__} of {self.__dict__.get('service', '?')!r} has no "
+            f"attribute {name!r}"
+        )
+
+    @property
+    def proxy(self) -> S:
+        """The service's methods on this client, typed as the service:
+        ``await client.proxy.get("a")`` (see :func:`connect`, ``with_timeout``)."""
+        if self._proxy is None:
+            self._proxy = service_proxy(self.service, self)
+        return self._proxy
+
+    def on_reconnect(self, hook: ReconnectHook) -> ReconnectHook:
+        """Run ``await hook(client)`` after each automatic reconnect, before any other
+        caller's call is sent: calls made meanwhile by other tasks wait until it returns
+        (their timeouts run). Re-subscribe there. One hook; returns it (a decorator)."""
+        self._driver.reconnect_hook = hook
+        return hook
 
     # -- connection ---------------------------------------------------------------------------
 
@@ -183,8 +218,8 @@ class Client:
             self._timer.cancel()
             self._timer = None
 
-    async def __aenter__(self: S) -> S:
-        await self.connect()  # type: ignore[attr-defined]
+    async def __aenter__(self: C) -> C:
+        await self.connect()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -215,8 +250,16 @@ class Client:
             driver.cancel_call(call_id, waiter)
             raise
 
-    def state(self) -> Any:
-        """The mirror of this connection's server-side state."""
+    @overload
+    def state(self) -> Any: ...
+    @overload
+    def state(self, state_type: type[T]) -> T: ...
+
+    def state(self, state_type: type[T] | None = None) -> Any:
+        """The mirror of this connection's server-side state; ``state(KvState)`` checks it
+        is a ``KvState`` and is typed so."""
+        if state_type is not None:
+            return self._driver.typed_state(state_type)
         return self._driver.state
 
     def subscribe(self) -> Subscription:
@@ -270,17 +313,66 @@ class Client:
                     await self.connect()
                 except (OSError, HardLightError, CertificateMismatch) as exc:
                     self._driver.reconnect_failed(exc)
+                    continue
+                await self._run_hook()
         finally:
             self._reconnect_task = None
 
+    async def _run_hook(self) -> None:
+        driver = self._driver
+        hook = driver.reconnect_hook
+        if hook is None or not driver.hook_pending:
+            return
+        token = driver.enter_hook()
+        try:
+            await hook(self)
+        except Exception:
+            log.exception("the reconnect hook of the client of %s raised", driver.address)
+        finally:
+            driver.leave_hook(token)
+            self._flush()  # the calls held while it ran
+
+
+@contextlib.asynccontextmanager
+async def connect(
+    service: type[S],
+    config: ClientConfig | None = None,
+    *,
+    on_reconnect: ReconnectHook | None = None,
+    tls_transport: str = "auto",
+) -> AsyncIterator[S]:
+    """Connect a client of ``service`` and yield its typed proxy; disconnect on exit::
+
+        async with connect(Kv, config) as kv:
+            value = await kv.get("a")        # typed as Kv.get declares
+
+    ``client_of(kv)`` is the :class:`Client` (state, subscribe, ...)."""
+    client = Client(service, config, tls_transport=tls_transport)
+    if on_reconnect is not None:
+        client.on_reconnect(on_reconnect)
+    await client.connect()
+    try:
+        yield client.proxy
+    finally:
+        await client.disconnect()
+
+
+def client_of(proxy: object) -> Client[Any]:
+    """The :class:`Client` behind a proxy from :func:`connect` or ``client.proxy``."""
+    client = proxy_client(proxy)
+    if not isinstance(client, Client):
+        raise TypeError(f"{proxy!r} is not a proxy of a hardlight_asyncio client")
+    return client
+
 
 def client_class(service: type[S]) -> type[Any]:
-    """A client class for ``service`` whose methods carry the service's signatures."""
+    """A client class for ``service`` (untyped methods: prefer :func:`connect` or
+    ``client.proxy`` for calls a type checker checks)."""
     return type(f"{service.__name__}Client", (Client,), {"__init__": _bound_init(service)})
 
 
 def _bound_init(service: type[Any]) -> Any:
-    def __init__(self: Client, config: ClientConfig | None = None, **options: Any) -> None:
+    def __init__(self: Client[Any], config: ClientConfig | None = None, **options: Any) -> None:
         Client.__init__(self, service, config, **options)
 
     return __init__

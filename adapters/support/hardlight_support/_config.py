@@ -6,7 +6,8 @@ TLS is on unless plain TCP is asked for by name (``ServerConfig.plaintext`` /
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,6 +18,49 @@ from ._tls import ClientTLS, ServerTLS
 __all__ = ["ClientConfig", "ServerConfig"]
 
 DEFAULT_COMPRESSION_LEVEL = 6
+
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # an HTTP header name (RFC 9110)
+_PATH = re.compile(r"/[\x21-\x7e]*")  # an origin-form request target: no spaces, no controls
+#: headers of the upgrade that the client writes itself
+_RESERVED_HEADERS = frozenset(
+    {
+        "host",
+        "connection",
+        "upgrade",
+        "sec-websocket-version",
+        "sec-websocket-key",
+        "sec-websocket-protocol",
+        "sec-websocket-extensions",
+        "x-hl-compress",
+        "content-length",
+        "transfer-encoding",
+    }
+)
+
+
+def _check_headers(
+    headers: Mapping[str, str] | tuple[tuple[str, str], ...],
+) -> tuple[tuple[str, str], ...]:
+    items = headers.items() if isinstance(headers, Mapping) else headers
+    pairs: list[tuple[str, str]] = []
+    for pair in items:
+        if not (isinstance(pair, tuple | list) and len(pair) == 2):
+            raise ValueError(f"ClientConfig headers: (name, value) pairs, not {pair!r}")
+        name, value = pair
+        if not isinstance(name, str) or not _TOKEN.fullmatch(name):
+            raise ValueError(f"ClientConfig headers: {name!r} is not a header name")
+        if name.lower() in _RESERVED_HEADERS:
+            raise ValueError(f"ClientConfig headers: {name} is set by the client itself")
+        if not isinstance(value, str) or any(c in value for c in "\r\n\0"):
+            raise ValueError(f"ClientConfig headers: the value of {name} has CR, LF or NUL")
+        if value != value.strip(" \t"):
+            raise ValueError(f"ClientConfig headers: the value of {name} has outer whitespace")
+        try:
+            value.encode("latin-1")
+        except UnicodeEncodeError:
+            raise ValueError(f"ClientConfig headers: the value of {name} is not latin-1") from None
+        pairs.append((name, value))
+    return tuple(pairs)
 
 
 def _split_address(address: str, default_port: int) -> tuple[str, int]:
@@ -90,6 +134,11 @@ class ClientConfig:
 
     ``address`` is ``host:port`` (``wss://host:port`` is accepted too). TLS
     verification follows ``tls`` (system trust store by default).
+
+    ``path`` is the upgrade request's target (``/`` like the reference; a query string
+    may follow) and ``headers`` extra upgrade headers (a mapping or (name, value) pairs,
+    e.g. ``{"Authorization": "Bearer ..."}``); the server's ``authenticate`` hook sees
+    both in its ``HandshakeInfo``, and a handler as ``self.handshake``.
     """
 
     address: str = "localhost:8080"
@@ -100,11 +149,26 @@ class ClientConfig:
     connect_timeout: float = 10.0
     reconnect: ReconnectPolicy | None = None
     limits: Limits | None = None  # None: the defaults
+    headers: Mapping[str, str] | tuple[tuple[str, str], ...] = ()
+    path: str = "/"
 
     def __post_init__(self) -> None:
         if not 0 <= self.compression_level <= 9:
             raise ValueError(f"compression_level must be 0..9, got {self.compression_level}")
         self.host_port  # noqa: B018 - refuse an address without a port now, not at connect
+        # kept as pairs (hashable, ordered); CR/LF and the client's own headers refused now
+        object.__setattr__(self, "headers", _check_headers(self.headers))
+        if not isinstance(self.path, str) or not _PATH.fullmatch(self.path):
+            raise ValueError(
+                f"ClientConfig path {self.path!r}: start with '/', no spaces or control "
+                "characters (percent-encode them)"
+            )
+
+    @property
+    def upgrade_headers(self) -> tuple[tuple[bytes, bytes], ...]:
+        """``headers`` as the bytes the upgrade request carries."""
+        pairs = self.headers.items() if isinstance(self.headers, Mapping) else self.headers
+        return tuple((name.encode("ascii"), value.encode("latin-1")) for name, value in pairs)
 
 
     @property

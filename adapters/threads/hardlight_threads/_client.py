@@ -4,25 +4,48 @@ futures.
 Thread-safe: any number of threads may call at once (every call into the driver
 holds one lock). When 256 calls are already pending, a further call fails at once
 with ``TooManyCallsInFlight`` (nothing is sent), exactly as the reference client does.
+
+Typed calls: ``client.proxy`` (or ``with connect(Kv, config) as kv``) is typed as the
+service, whose methods are ``async def``; on this proxy they never suspend, and
+:func:`run` makes the call: ``run(kv.get("a"))`` blocks and returns what ``Kv.get``
+declares, so a type checker checks arguments and result.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import socket
 import threading
 import time
+from collections.abc import Callable, Coroutine, Iterator
 from concurrent.futures import Future
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar, overload
 
 from hardlight_core import ClientDriver, EventDelivered, HardLightError
+from hardlight_core._client_driver import proxy_client, service_proxy
 from hardlight_support import BlockingChannelReader, CertificateMismatch, ClientConfig
 
 from ._pump import SocketPump
 
-__all__ = ["Client", "Subscription", "client_class"]
+__all__ = [
+    "Client",
+    "ReconnectHook",
+    "Subscription",
+    "client_class",
+    "client_of",
+    "connect",
+    "run",
+]
+
+log = logging.getLogger("hardlight")
 
 S = TypeVar("S")
+T = TypeVar("T")
+C = TypeVar("C", bound="Client[Any]")
+
+#: ``def hook(client) -> None``: runs (in the reconnecting thread) after each reconnect
+ReconnectHook = Callable[["Client[Any]"], None]
 
 
 class Subscription(BlockingChannelReader[EventDelivered]):
@@ -30,13 +53,14 @@ class Subscription(BlockingChannelReader[EventDelivered]):
     Every subscription gets every event; it ends when the client disconnects."""
 
 
-class Client:
+class Client(Generic[S]):
     """A blocking HardLight client of one service: ``Client(Counter, config)``.
 
-    Has one blocking method per service method (``client.get()`` returns the value).
+    Has one blocking method per service method (``client.get()`` returns the value,
+    untyped); ``run(client.proxy.get())`` is the same call, typed.
     """
 
-    def __init__(self, service: type[Any], config: ClientConfig | None = None) -> None:
+    def __init__(self, service: type[S], config: ClientConfig | None = None) -> None:
         self.service = service
         self.config = config or ClientConfig()
         self._lock = threading.RLock()
@@ -44,6 +68,7 @@ class Client:
         self.spec = self._driver.spec
         self._pump: SocketPump | None = None
         self._reconnector: threading.Thread | None = None
+        self._proxy: S | None = None
         for method in self.spec.methods:
             if not hasattr(type(self), method.name):
                 setattr(self, method.name, self._make_method(method.name))
@@ -54,6 +79,32 @@ class Client:
 
         method.__name__ = name
         return method
+
+    def __getattr__(self, name: str) -> Any:
+        # only reached for names that are not there: the service's methods are set in
+        # __init__; this tells type checkers that ``client.get()`` exists (as Any)
+        raise AttributeError(
+            f"{type(self).__name__} of {self.__dict__.get('service', '?')!r} has no "
+            f"attribute {name!r}"
+        )
+
+    @property
+    def proxy(self) -> S:
+        """The service's methods on this client, typed as the service; each returns a
+        coroutine that :func:`run` completes with the blocking call:
+        ``run(client.proxy.get("a"))``."""
+        if self._proxy is None:
+            self._proxy = service_proxy(self.service, self, blocking=True)
+        return self._proxy
+
+    def on_reconnect(self, hook: ReconnectHook) -> ReconnectHook:
+        """Run ``hook(client)`` (in the reconnecting thread) after each automatic
+        reconnect, before any other thread's call is sent: calls made meanwhile by other
+        threads wait until it returns (their timeouts run). Re-subscribe there. One hook;
+        returns it (a decorator)."""
+        with self._lock:
+            self._driver.reconnect_hook = hook
+        return hook
 
     # -- connection ---------------------------------------------------------------------------
 
@@ -158,7 +209,7 @@ class Client:
             driver.disconnected()
             driver.close_subscriptions()
 
-    def __enter__(self) -> Client:
+    def __enter__(self: C) -> C:
         self.connect()
         return self
 
@@ -178,9 +229,17 @@ class Client:
             pump.wake()  # writes the call, and re-reads the timer for its timeout
         return future.result()
 
-    def state(self) -> Any:
-        """The mirror of this connection's server-side state."""
+    @overload
+    def state(self) -> Any: ...
+    @overload
+    def state(self, state_type: type[T]) -> T: ...
+
+    def state(self, state_type: type[T] | None = None) -> Any:
+        """The mirror of this connection's server-side state; ``state(KvState)`` checks it
+        is a ``KvState`` and is typed so."""
         with self._lock:
+            if state_type is not None:
+                return self._driver.typed_state(state_type)
             return self._driver.state
 
     def subscribe(self) -> Subscription:
@@ -202,15 +261,83 @@ class Client:
                 except (OSError, HardLightError, CertificateMismatch) as exc:
                     with self._lock:
                         self._driver.reconnect_failed(exc)
+                    continue
+                self._run_hook()
 
         self._reconnector = threading.Thread(target=again, name="hardlight-reconnect", daemon=True)
         self._reconnector.start()
 
+    def _run_hook(self) -> None:
+        driver = self._driver
+        with self._lock:
+            hook = driver.reconnect_hook
+            if hook is None or not driver.hook_pending:
+                return
+            token = driver.enter_hook()  # this thread's calls pass; others' are held
+        try:
+            hook(self)
+        except Exception:
+            log.exception("the reconnect hook of the client of %s raised", driver.address)
+        finally:
+            with self._lock:
+                driver.leave_hook(token)
+            pump = self._pump
+            if pump is not None:
+                pump.wake()  # send the calls held while it ran
+
+
+def run(call: Coroutine[Any, Any, T]) -> T:
+    """Make a call of a blocking proxy: ``run(kv.get("a"))`` blocks until the answer and
+    returns it, typed as the service method declares (raises what the call raises)."""
+    try:
+        call.send(None)
+    except StopIteration as done:
+        result: T = done.value
+        return result
+    call.close()
+    raise TypeError(
+        "hardlight_threads.run() takes a call of a blocking proxy (run(kv.get(key)), kv from "
+        "hardlight_threads.connect or client.proxy); this coroutine waits on an event loop"
+    )
+
+
+@contextlib.contextmanager
+def connect(
+    service: type[S],
+    config: ClientConfig | None = None,
+    *,
+    on_reconnect: ReconnectHook | None = None,
+) -> Iterator[S]:
+    """Connect a blocking client of ``service`` and yield its typed proxy; disconnect on
+    exit::
+
+        with connect(Kv, config) as kv:
+            value = run(kv.get("a"))         # blocks; typed as Kv.get declares
+
+    ``client_of(kv)`` is the :class:`Client` (state, subscribe, ``call``)."""
+    client = Client(service, config)
+    if on_reconnect is not None:
+        client.on_reconnect(on_reconnect)
+    client.connect()
+    try:
+        yield client.proxy
+    finally:
+        client.disconnect()
+
+
+def client_of(proxy: object) -> Client[Any]:
+    """The :class:`Client` behind a proxy from :func:`connect` or ``client.proxy``."""
+    client = proxy_client(proxy)
+    if not isinstance(client, Client):
+        raise TypeError(f"{proxy!r} is not a proxy of a hardlight_threads client")
+    return client
+
 
 def client_class(service: type[S]) -> type[Any]:
-    """A blocking client class for ``service``."""
+    """A blocking client class for ``service`` (untyped methods: prefer :func:`connect`
+    or ``client.proxy`` with :func:`run` for calls a type checker checks)."""
 
-    def __init__(self: Client, config: ClientConfig | None = None) -> None:
+    def __init__(self: Client[Any], config: ClientConfig | None = None) -> None:
         Client.__init__(self, service, config)
 
     return type(f"{service.__name__}Client", (Client,), {"__init__": __init__})
