@@ -37,6 +37,7 @@ from typing import Any, ClassVar
 import msgspec
 
 from ._codec import Codec, codec_for, encode
+from ._config import HandshakeInfo
 from ._envelope import Topic
 from ._errors import EncodeError, RpcError, RpcHandlerError
 from ._types import Err, Ok, Variant
@@ -247,6 +248,21 @@ class Handler:
             raise TypeError("set Handler.Event or pass event_type= to emit()")
         count: int = self._session().core.emit(topic, encode(event, tp))
         return count
+
+    @property
+    def peer(self) -> Any:
+        """The peer's address as the adapter knows it (``(host, port)`` on a socket, the
+        ASGI ``client``), or None."""
+        session = self._hl_session
+        return getattr(session, "peer", None) if session is not None else None
+
+    @property
+    def handshake(self) -> HandshakeInfo | None:
+        """The upgrade request of this connection: ``path``, ``headers``, ``origin``,
+        ``header(name)`` (e.g. ``self.handshake.header("authorization")``)."""
+        session = self._hl_session
+        info: HandshakeInfo | None = getattr(session, "handshake", None)
+        return info
 
     def sync_state(self) -> None:
         """Send the state's changed fields now (done automatically after every call)."""
