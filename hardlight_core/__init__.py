@@ -28,6 +28,8 @@ from ._envelope import (
     StateChange,
     StateUpdate,
     Topic,
+    TopicLike,
+    as_topic,
     decode_client_message,
     decode_server_message,
     encode_client_message,
@@ -37,6 +39,7 @@ from ._envelope import (
     unpack_server_message,
 )
 from ._errors import (
+    AppError,
     CallTimeout,
     ClientCompressError,
     ClientDecodeError,
@@ -61,6 +64,7 @@ from ._errors import (
     ServerDecodeError,
     ServerDecompressError,
     ServerEncodeError,
+    ServiceDefinitionError,
     TooManyCallsInFlight,
 )
 from ._events import (
@@ -106,10 +110,16 @@ from ._types import (
     u32,
     u64,
     u128,
+    unwrap,
     usize,
 )
 
 __all__ = [
+    "AppError",
+    "ServiceDefinitionError",
+    "TopicLike",
+    "as_topic",
+    "unwrap",
     "Option",
     "Some",
     "ClientSettings",

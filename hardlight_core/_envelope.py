@@ -35,6 +35,8 @@ __all__ = [
     "StateChange",
     "StateUpdate",
     "Topic",
+    "TopicLike",
+    "as_topic",
     "decode_client_message",
     "decode_server_message",
     "encode_client_message",
@@ -46,20 +48,52 @@ __all__ = [
 
 
 class Topic(msgspec.Struct, frozen=True):
-    """A topic: bytes plus whether they were made from a string (both part of equality)."""
+    """A topic: bytes plus whether they were made from a string (both part of equality).
+
+    Make one with ``Topic.from_str("room")`` or ``Topic.from_bytes(b"\\x01")``, or pass the
+    str or bytes itself wherever a topic goes (:func:`as_topic` maps them the same way
+    everywhere): ``"a"`` and ``b"a"`` are different topics.
+    """
 
     inner: bytes = b""
     is_string: bool = False
 
+    def __post_init__(self) -> None:
+        if self.inner.__class__ is not bytes:
+            if isinstance(self.inner, str):
+                raise TypeError(
+                    f"Topic({self.inner!r}): Topic() takes the topic's bytes; for a name use "
+                    f"Topic.from_str({self.inner!r}) (or pass the str itself where a topic "
+                    "goes), for raw bytes Topic.from_bytes(b'...')"
+                )
+            if not isinstance(self.inner, bytes):
+                raise TypeError(
+                    f"Topic.inner must be bytes, not {type(self.inner).__name__}: use "
+                    "Topic.from_str(name) or Topic.from_bytes(data)"
+                )
+        if self.is_string.__class__ is not bool:
+            raise TypeError(
+                f"Topic.is_string must be a bool, not {type(self.is_string).__name__}"
+            )
+
     @classmethod
     def from_str(cls, name: str) -> Topic:
         """The topic made from a string (Rust ``Topic::from("...")``)."""
+        if not isinstance(name, str):
+            raise TypeError(f"Topic.from_str takes a str, not {type(name).__name__}")
         return cls(name.encode(), True)
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Topic:
         """The topic made from raw bytes (Rust ``Topic::from(vec![...])``)."""
+        if not isinstance(data, bytes | bytearray | memoryview):
+            raise TypeError(f"Topic.from_bytes takes bytes, not {type(data).__name__}")
         return cls(bytes(data), False)
+
+    def matches(self, topic: TopicLike) -> bool:
+        """Whether this is ``topic`` (a str, bytes or Topic, as :func:`as_topic` reads it):
+        ``event.topic.matches("room")``."""
+        return self == as_topic(topic)
 
     def __str__(self) -> str:
         if self.is_string:
@@ -68,6 +102,32 @@ class Topic(msgspec.Struct, frozen=True):
             except UnicodeDecodeError:
                 pass
         return f"0x{self.inner.hex()}"
+
+
+TopicLike: TypeAlias = Topic | str | bytes
+"""What may be passed where a topic goes: a :class:`Topic`, a str or bytes."""
+
+
+def as_topic(topic: TopicLike) -> Topic:
+    """The :class:`Topic` for ``topic``: a str is ``Topic.from_str``, bytes
+    ``Topic.from_bytes``, a Topic itself; anything else raises TypeError at once."""
+    cls = topic.__class__
+    if cls is Topic:
+        return topic  # type: ignore[return-value]
+    if cls is str:
+        return Topic(topic.encode(), True)  # type: ignore[union-attr]
+    if cls is bytes:
+        return Topic(topic, False)  # type: ignore[arg-type]
+    if isinstance(topic, Topic):
+        return topic
+    if isinstance(topic, str):
+        return Topic(str(topic).encode(), True)
+    if isinstance(topic, bytes):
+        return Topic(bytes(topic), False)
+    raise TypeError(
+        f"a topic is a str (Topic.from_str), bytes (Topic.from_bytes) or a Topic, "
+        f"not {type(topic).__name__}: {topic!r}"
+    )
 
 
 class StateUpdate(msgspec.Struct, frozen=True):

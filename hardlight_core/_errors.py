@@ -10,8 +10,11 @@ failure of one call is an :class:`RpcError` subclass named after the reference's
 from __future__ import annotations
 
 import enum
+from typing import Any, Generic, TypeVar
 
 __all__ = [
+    "AppError",
+    "ServiceDefinitionError",
     "CallTimeout",
     "ClientCompressError",
     "ClientDecodeError",
@@ -238,3 +241,38 @@ _BY_KIND: dict[RpcHandlerError, type[RpcError]] = {
         HandlerPanicked,
     )
 }
+
+
+class ServiceDefinitionError(HardLightError, TypeError):
+    """A service or handler class is declared wrongly (raised when the class is defined,
+    or at the latest when a server or client is built for it). The message names the
+    class, the method and the parameter, and says what would fit."""
+
+
+E = TypeVar("E")
+
+
+class AppError(HardLightError, Generic[E]):
+    """An application error: the ``Err`` side of a method declared ``-> Result[T, E]``.
+
+    On the client, ``result.unwrap()`` (or :func:`~hardlight_core.unwrap`) raises it
+    with ``error`` the decoded ``E`` value (an enum member, or a :class:`Variant`
+    instance for an enum with data). In a handler, raising it from a method declared
+    ``-> Result[T, E]`` answers ``Err(error)``, exactly as returning ``Err(error)`` does.
+    The wire carries only the ``E`` value: no message, no traceback.
+    """
+
+    error: E
+
+    def __init__(self, error: E) -> None:
+        super().__init__(_describe_error(error))
+        self.error = error
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.error,))
+
+
+def _describe_error(error: object) -> str:
+    if isinstance(error, enum.Enum):
+        return f"{type(error).__name__}.{error.name}"
+    return repr(error)

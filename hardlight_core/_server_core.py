@@ -45,7 +45,7 @@ from ._codec import encode
 from ._config import HandshakeInfo, Refuse, ServerSettings
 from ._conn_state import StateTracker
 from ._connection import MessageConnection, ServerConnection, server_frame
-from ._envelope import NewEvent, StateUpdate, Topic, pack
+from ._envelope import NewEvent, StateUpdate, Topic, TopicLike, as_topic, pack
 from ._errors import LocalProtocolError, ProtocolError, RpcHandlerError
 from ._events import CallReceived, ConnectionClosed, HandshakeRequested
 from ._hooks import CallInfo, ConnectionInfo, ServerHooks
@@ -328,19 +328,22 @@ class ServerCore:
         self._notifier = Channel(NOTIFIER_QUEUE_SIZE, "topic notifier queue")
         return self._notifier
 
-    def emit(self, topic: Topic, payload: bytes) -> int:
-        """Send an event (an rkyv archive) to every connection subscribed to ``topic``.
+    def emit(self, topic: TopicLike, payload: bytes) -> int:
+        """Send an event (an rkyv archive) to every connection subscribed to ``topic``
+        (a Topic, str or bytes: :func:`~hardlight_core.as_topic`).
 
         The message is packed and framed once per compression level in use, not once
         per connection. Returns how many local connections it was queued for; the
         ``on_emit`` hook then hands it to an event bus for the other nodes.
         """
+        topic = as_topic(topic)
         count = self.deliver(topic, payload)
         self.on_emit(topic, payload)
         return count
 
-    def deliver(self, topic: Topic, payload: bytes) -> int:
+    def deliver(self, topic: TopicLike, payload: bytes) -> int:
         """Deliver an event to this node's subscribers only (events from a bus)."""
+        topic = as_topic(topic)
         subscribers = self.switch.subscribers(topic)
         if not subscribers:
             return 0
@@ -366,12 +369,14 @@ class ServerCore:
         self.events_emitted += count
         return count
 
-    def subscribe(self, session: ServerSession, topic: Topic) -> None:
+    def subscribe(self, session: ServerSession, topic: TopicLike) -> None:
         """Subscribe a connection to a topic (reports ``TopicCreated`` if it is new)."""
+        topic = as_topic(topic)
         self._topic_changed(self.switch.subscribe(session, topic))
 
-    def unsubscribe(self, session: ServerSession, topic: Topic) -> None:
+    def unsubscribe(self, session: ServerSession, topic: TopicLike) -> None:
         """Unsubscribe a connection (reports ``TopicRemoved`` if it was the last)."""
+        topic = as_topic(topic)
         self._topic_changed(self.switch.unsubscribe(session, topic))
 
     def _topic_changed(self, change: TopicChange | None) -> None:
@@ -425,11 +430,13 @@ class EventEmitter:
         self._core = core
         self._event_type = event_type
 
-    def emit_nowait(self, topic: Topic, event: Any) -> int:
-        """Queue ``event`` to every connection subscribed to ``topic``; returns how many.
+    def emit_nowait(self, topic: TopicLike, event: Any) -> int:
+        """Queue ``event`` to every connection subscribed to ``topic`` (a Topic, str or
+        bytes); returns how many.
 
         Never blocks: a subscriber that does not read is closed at its outgoing bound.
         """
+        topic = as_topic(topic)
         payload = encode(event, self._event_type)
         core = self._core
         if core.lock is None:
@@ -693,7 +700,7 @@ class ServerSession:
             if error is not None and not isinstance(error, Exception):
                 error = RuntimeError(f"handler ended with {type(error).__name__}")
             spec = self.core.spec
-            output = outcome_to_output(spec, spec.method(call.method), value, error)
+            output = outcome_to_output(spec, spec.method(call.method), value, error, call.call_id)
             if self.tracker is not None and isinstance(output, Ok):
                 output = self._sync_state_for(call, output)
             self._answer(call.call_id, output)

@@ -31,9 +31,11 @@ Only order and types reach the wire, so Python names may differ from Rust's
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated, Any, Generic, TypeAlias, TypeVar
+from typing import Annotated, Any, Generic, NoReturn, TypeAlias, TypeVar
 
 import msgspec
+
+from ._errors import AppError
 
 __all__ = [
     "Array",
@@ -60,6 +62,7 @@ __all__ = [
     "u32",
     "u64",
     "u128",
+    "unwrap",
     "usize",
 ]
 
@@ -138,14 +141,36 @@ class Ok(msgspec.Struct, Generic[T], frozen=True):
 
     value: T
 
+    def unwrap(self) -> T:
+        """The value (``Err.unwrap`` raises instead, so ``result.unwrap()`` is typed ``T``)."""
+        return self.value
+
 
 class Err(msgspec.Struct, Generic[E], frozen=True):
     """The ``Err`` side of a :data:`Result`."""
 
     error: E
 
+    def unwrap(self) -> NoReturn:
+        """Raise :class:`~hardlight_core.AppError` carrying ``error``."""
+        raise AppError(self.error)
+
 
 Result: TypeAlias = Ok[T] | Err[E]
+"""``Result[T, E]``: a Rust ``Result<T, E>`` whose values are ``Ok(value)`` or ``Err(error)``.
+
+As a method's return type it is how an application error reaches the client (the
+wire's own ``RpcHandlerError`` carries no text): see ``docs/errors.md``."""
+
+
+def unwrap(result: Ok[T] | Err[Any]) -> T:
+    """``result.value`` if it is ``Ok``; raises :class:`~hardlight_core.AppError` carrying
+    the error if it is ``Err`` (so ``except AppError as e: e.error`` sees the ``E`` value)."""
+    if isinstance(result, Ok):
+        return result.value
+    if isinstance(result, Err):
+        raise AppError(result.error)
+    raise TypeError(f"unwrap() takes an Ok or an Err, not {type(result).__name__}")
 
 
 class Some(msgspec.Struct, Generic[T], frozen=True):

@@ -75,7 +75,7 @@ def passthrough(function: Callable[..., Awaitable[Any]]) -> Callable[..., Awaita
     return wrapper
 
 
-class KvHandler(Kv, Handler):
+class KvHandler(Kv, Handler, checked=False):  # broken on purpose: skip the definition check
     state: KvState
 
     async def set_count(self, n: i64) -> None:
