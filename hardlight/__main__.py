@@ -12,6 +12,7 @@ from pathlib import Path
 
 from ._browser_proxy import start_browser_proxy
 from ._schema import build_schema, load_target, resolve_service, schema_json, typescript
+from ._serve import add_parser as add_serve_parser
 
 
 def _schema(args: argparse.Namespace) -> int:
@@ -98,6 +99,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     b.add_argument("--cert", help="serve browsers over TLS with this PEM chain (with --key)")
     b.add_argument("--key", help="the PEM key for --cert")
     b.set_defaults(run=_browser_proxy)
+    add_serve_parser(sub)
     args = parser.parse_args(argv)
     status: int = args.run(args)
     return status
