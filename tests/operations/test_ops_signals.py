@@ -15,7 +15,7 @@ from hl_ops import SERVICE_MODULE, Process, Slow
 
 import hardlight_threads
 from hardlight_core import ClientNotConnected, ConnectionRefused
-from hardlight_support import ClientConfig
+from hardlight_support import ClientConfig, StopSignals
 
 GRACE = 3.0
 #: startup, the last 1001 close handshakes and interpreter exit, on a loaded machine
@@ -173,3 +173,52 @@ def test_a_second_signal_acts_as_without_the_server(server_process: Any, adapter
     finally:
         client.disconnect()
     assert status == -signal.SIGTERM
+
+
+# -- StopSignals itself ---------------------------------------------------------------------
+
+
+def test_stop_signals_record_the_first_wake_once_and_restore() -> None:
+    before = signal.getsignal(signal.SIGTERM)
+    woken: list[int] = []
+    with StopSignals(woken.append) as signals:
+        assert signals.installed
+        signal.raise_signal(signal.SIGTERM)
+        assert signals.received == signal.SIGTERM
+        assert woken == [signal.SIGTERM]
+    assert signal.getsignal(signal.SIGTERM) == before
+    assert not signals.installed
+
+
+def test_a_second_signal_goes_to_the_previous_handler() -> None:
+    seen: list[int] = []
+    old = signal.signal(signal.SIGUSR1, lambda signum, frame: seen.append(signum))
+    try:
+        with StopSignals(signals=(signal.SIGUSR1,)) as signals:
+            signal.raise_signal(signal.SIGUSR1)
+            assert seen == [] and signals.received == signal.SIGUSR1
+            signal.raise_signal(signal.SIGUSR1)
+            assert seen == [signal.SIGUSR1]
+            assert not signals.installed  # the previous handler is back at once
+    finally:
+        signal.signal(signal.SIGUSR1, old)
+
+
+def test_an_ignored_signal_stays_ignored_and_other_threads_install_nothing() -> None:
+    old = signal.signal(signal.SIGUSR1, signal.SIG_IGN)
+    try:
+        with StopSignals(signals=(signal.SIGUSR1,)) as signals:
+            assert not signals.installed
+            assert signal.getsignal(signal.SIGUSR1) == signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGUSR1, old)
+    installed: list[bool] = []
+
+    def in_a_thread() -> None:
+        with StopSignals() as signals:
+            installed.append(signals.installed)
+
+    thread = threading.Thread(target=in_a_thread)
+    thread.start()
+    thread.join(10)
+    assert installed == [False]

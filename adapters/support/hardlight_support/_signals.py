@@ -6,7 +6,8 @@ gracefully (running calls get the grace, then connections close with 1001). A se
 does what it would have done without us (the handler found before: Python's
 ``KeyboardInterrupt`` for SIGINT, termination for SIGTERM). On the way out the old
 handlers are put back. Outside the main thread nothing is installed (Python allows
-signal handlers only there).
+signal handlers only there), and a signal that is ignored (``SIG_IGN``, e.g. SIGINT of a
+job started in the background by a shell) stays ignored, as Python itself leaves it.
 
 The handler itself only records the signal and calls ``wake``: nothing that takes a lock
 (a signal handler runs between two bytecodes of the main thread, which may hold one).
@@ -63,7 +64,8 @@ class StopSignals:
     def __enter__(self) -> StopSignals:
         if threading.current_thread() is threading.main_thread():
             for sig in self._signals:
-                self._old[sig] = signal.signal(sig, self._handle)
+                if signal.getsignal(sig) != signal.SIG_IGN:
+                    self._old[sig] = signal.signal(sig, self._handle)
         return self
 
     def __exit__(self, *exc: object) -> None:
