@@ -540,11 +540,12 @@ def outcome_to_output(
     An :class:`~hardlight_core.AppError` raised by a method declared ``-> Result[T, E]``
     answers ``Ok(Err(error.error))``, as returning ``Err(error.error)`` would.
     """
+    raised = False
     if error is not None:
         if isinstance(error, RpcError):
             return Err(error.kind)
         if isinstance(error, AppError) and method.error_type is not None:
-            value, error = Err(error.error), None
+            value, raised = Err(error.error), True
         else:
             _log_failure(spec, method, error, call_id)
             return Err(RpcHandlerError.HandlerPanicked)
@@ -552,11 +553,11 @@ def outcome_to_output(
         return Ok(method.result_codec.encode(value))
     except EncodeError as exc:
         log.error(
-            "handler %s.%s%s returned a value that does not encode as %s: %s; answering "
-            "ServerEncodeError",
+            "handler %s.%s%s %s that does not encode as %s: %s; answering ServerEncodeError",
             spec.service.__name__,
             method.name,
             _call(call_id),
+            "raised an AppError" if raised else "returned a value",
             _type_name(method.return_type),
             exc,
         )
