@@ -32,6 +32,11 @@ class BlockingChannelReader(Generic[T]):
         """Items refused because the queue was full."""
         return self._channel.dropped
 
+    def recv(self) -> T | None:
+        """The next item, waiting as long as it takes; None once the channel is closed and
+        drained (the blocking form of the async readers' ``await recv()``)."""
+        return self.get(None)
+
     def get(self, timeout: float | None = None) -> T | None:
         """The next item; None on timeout or once the channel is closed and drained."""
         deadline = None if timeout is None else time.monotonic() + timeout
