@@ -171,12 +171,14 @@ def test_a_module_whose_own_import_fails_says_so(
         (["--cert=c.pem"], "--cert needs --key"),
         (["--cert=c.pem", "--key=nokey.pem"], "--key nokey.pem: no such file"),
         (["--plaintext", "--write-cert=x.pem"], "--write-cert needs TLS"),
+        (["--cert=c.pem", "--key=other.pem"], "cannot use --cert c.pem --key other.pem"),
     ],
 )
 def test_certificate_arguments_are_checked(
     here: Path, capsys: pytest.CaptureFixture[str], args: list[str], message: str
 ) -> None:
     (here / "c.pem").write_bytes(ServerTLS.self_signed("localhost").cert_pem)
+    (here / "other.pem").write_bytes(ServerTLS.self_signed("localhost").key_pem)
     assert main(["serve", "slowsvc:SlowHandler", *args]) == 2
     assert message in capsys.readouterr().err
 
