@@ -502,16 +502,38 @@ def _check_parameters(where: str, declared: str, func: Any, method: MethodSpec) 
     except Exception:
         return  # names defined later or locally: the declaration's types rule the wire
     for name, tp in zip(method.arg_names, method.arg_types, strict=True):
-        if name in hints and hints[name] != tp:
+        if name in hints and not _compatible(hints[name], tp):
             raise ServiceDefinitionError(
                 f"{where}: parameter {name!r} is {_type_name(hints[name])} here but "
                 f"{_type_name(tp)} in {declared}"
             )
-    if "return" in hints and hints["return"] != method.return_type:
+    if "return" in hints and not _compatible(hints["return"], method.return_type):
         raise ServiceDefinitionError(
             f"{where}: returns {_type_name(hints['return'])} here but "
             f"{_type_name(method.return_type)} in {declared}"
         )
+
+
+def _compatible(here: Any, declared: Any) -> bool:
+    """Whether a handler's annotation agrees with the declaration's: the same type, or the
+    Python type under it (``int`` for ``u32``: the declaration alone rules the wire), at
+    any depth; a different width or type does not."""
+    if here == declared:
+        return True
+    if typing.get_origin(declared) is typing.Annotated:
+        if typing.get_origin(here) is typing.Annotated:
+            return False  # both say which Rust type, and they differ
+        return _compatible(here, typing.get_args(declared)[0])
+    origin_here, origin_declared = typing.get_origin(here), typing.get_origin(declared)
+    unions = (typing.Union, types.UnionType)
+    if origin_here in unions and origin_declared in unions:
+        pass
+    elif origin_here is None or origin_here is not origin_declared:
+        return False
+    args_here, args_declared = typing.get_args(here), typing.get_args(declared)
+    return len(args_here) == len(args_declared) and all(
+        _compatible(h, d) for h, d in zip(args_here, args_declared, strict=True)
+    )
 
 
 def _render(method: MethodSpec) -> str:

@@ -403,3 +403,26 @@ def _async_stub() -> Any:
     async def stub(self: Any) -> None: ...
 
     return stub
+
+
+def test_a_handler_may_annotate_the_python_type_under_a_declared_rust_type() -> None:
+    class Lists(Service):
+        async def put(self, values: list[u32], limit: u32 | None) -> u8: ...
+
+    class ListsHandler(Lists, Handler):
+        async def put(self, values: list[int], limit: int | None) -> int:
+            return 0
+
+    ServerCore(ListsHandler)
+
+    with _raises("ListsHandler2.put: parameter 'values' is list[u64] here but list[u32]"):
+
+        class ListsHandler2(Lists, Handler):
+            async def put(self, values: list[u64], limit: u32 | None) -> u8:
+                return 0
+
+    with _raises("ListsHandler3.put: parameter 'limit' is str | None here but u32 | None"):
+
+        class ListsHandler3(Lists, Handler):
+            async def put(self, values: list[u32], limit: str | None) -> u8:  # type: ignore[override]
+                return 0
