@@ -10,32 +10,21 @@ import threading
 import time
 from pathlib import Path
 
-import anyio
-
-from hardlight_core import Handler, Service, u32
+from hardlight_core import Service, u32
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 class Slow(Service):
-    """The service the server processes serve (the same declaration in their module)."""
+    """The service the server processes serve (declared the same in their module)."""
 
     async def slow(self, ms: u32) -> u32: ...
 
     async def echo(self, x: u32) -> u32: ...
 
 
-class SlowHandler(Slow, Handler):
-    async def slow(self, ms: u32) -> u32:
-        await anyio.sleep(ms / 1000)
-        return ms
-
-    async def echo(self, x: u32) -> u32:
-        return x
-
-
 #: a user module as written to a temporary directory for the server processes
-SERVICE_MODULE = '''
+SERVICE_MODULE = """
 import anyio
 from hardlight_core import Handler, Service, u32
 
@@ -57,7 +46,7 @@ class SlowHandler(Slow, Handler):
 
 
 NotAHandler = 42
-'''
+"""
 
 
 class Process:
