@@ -45,6 +45,7 @@ from ._errors import (
     ClientEncodeError,
     ClientNotConnected,
     ConnectError,
+    EncodeError,
     HardLightError,
     LocalProtocolError,
 )
@@ -319,12 +320,19 @@ class ClientDriver:
         waiter: Waiter,
         now: float,
         timeout: float | None = None,
+        kwargs: dict[str, Any] | None = None,
     ) -> int:
         """Encode and queue a call; ``waiter`` gets its result. Returns the call id.
 
-        ``timeout`` None means the config's ``call_timeout``. Raises (nothing is sent)
-        ClientNotConnected, ClientEncodeError or TooManyCallsInFlight.
+        ``kwargs`` are mapped to their positions (the wire is positional) and declared
+        defaults filled in. ``timeout`` None means the config's ``call_timeout``. Raises
+        (nothing is sent) ClientNotConnected, ClientEncodeError or TooManyCallsInFlight.
         """
+        if kwargs:
+            try:
+                args = self.spec.bind_args(method, args, kwargs)
+            except EncodeError as exc:
+                raise ClientEncodeError(str(exc)) from None
         core = self.core
         if core is None or self.phase is not ClientPhase.OPEN:
             raise ClientNotConnected(f"not connected to {self.address}")

@@ -89,8 +89,8 @@ class Client(Generic[S]):
                 setattr(self, method.name, self._make_method(method.name))
 
     def _make_method(self, name: str) -> Any:
-        async def method(*args: Any, timeout: float | None = None) -> Any:
-            return await self.call(name, *args, timeout=timeout)
+        async def method(*args: Any, timeout: float | None = None, **kwargs: Any) -> Any:
+            return await self.call(name, *args, timeout=timeout, **kwargs)
 
         method.__name__ = name
         return method
@@ -228,12 +228,15 @@ class Client(Generic[S]):
     async def __aexit__(self, *exc: object) -> None:
         await self.disconnect()
 
-    async def call(self, method: str, *args: Any, timeout: float | None = None) -> Any:
+    async def call(
+        self, method: str, *args: Any, timeout: float | None = None, **kwargs: Any
+    ) -> Any:
         """Call ``method``; returns its decoded result or raises an RpcError
         (CallTimeout after ``timeout`` seconds; None means ``config.call_timeout``)."""
         waiter = _Waiter()
         driver = self._driver
-        call_id = driver.start_call(method, args, waiter, anyio.current_time(), timeout)
+        now = anyio.current_time()
+        call_id = driver.start_call(method, args, waiter, now, timeout, kwargs)
         if self._wake is not None:
             self._wake.set()
         try:

@@ -101,8 +101,8 @@ class Client(Generic[S]):
                 setattr(self, method.name, self._make_method(method.name))
 
     def _make_method(self, name: str) -> Any:
-        async def method(*args: Any, timeout: float | None = None) -> Any:
-            return await self.call(name, *args, timeout=timeout)
+        async def method(*args: Any, timeout: float | None = None, **kwargs: Any) -> Any:
+            return await self.call(name, *args, timeout=timeout, **kwargs)
 
         method.__name__ = name
         return method
@@ -227,13 +227,15 @@ class Client(Generic[S]):
 
     # -- calls -------------------------------------------------------------------------------
 
-    async def call(self, method: str, *args: Any, timeout: float | None = None) -> Any:
+    async def call(
+        self, method: str, *args: Any, timeout: float | None = None, **kwargs: Any
+    ) -> Any:
         """Call ``method`` with ``args``; returns its decoded result or raises an RpcError
         (CallTimeout after ``timeout`` seconds; None means ``config.call_timeout``)."""
         loop = asyncio.get_running_loop()
         driver = self._driver
         waiter: asyncio.Future[Any] = loop.create_future()
-        call_id = driver.start_call(method, args, waiter, loop.time(), timeout)
+        call_id = driver.start_call(method, args, waiter, loop.time(), timeout, kwargs)
         core = driver.core
         if driver.calls_pending == 1 or (
             core is not None and core.connection.outgoing_size >= FLUSH_BYTES

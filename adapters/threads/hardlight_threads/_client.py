@@ -74,8 +74,8 @@ class Client(Generic[S]):
                 setattr(self, method.name, self._make_method(method.name))
 
     def _make_method(self, name: str) -> Any:
-        def method(*args: Any, timeout: float | None = None) -> Any:
-            return self.call(name, *args, timeout=timeout)
+        def method(*args: Any, timeout: float | None = None, **kwargs: Any) -> Any:
+            return self.call(name, *args, timeout=timeout, **kwargs)
 
         method.__name__ = name
         return method
@@ -218,12 +218,14 @@ class Client(Generic[S]):
 
     # -- calls -------------------------------------------------------------------------------
 
-    def call(self, method: str, *args: Any, timeout: float | None = None) -> Any:
+    def call(
+        self, method: str, *args: Any, timeout: float | None = None, **kwargs: Any
+    ) -> Any:
         """Call ``method``; returns its decoded result or raises an RpcError (blocking;
         CallTimeout after ``timeout`` seconds, None means ``config.call_timeout``)."""
         future: Future[Any] = Future()
         with self._lock:
-            self._driver.start_call(method, args, future, time.monotonic(), timeout)
+            self._driver.start_call(method, args, future, time.monotonic(), timeout, kwargs)
         pump = self._pump
         if pump is not None:
             pump.wake()  # writes the call, and re-reads the timer for its timeout
