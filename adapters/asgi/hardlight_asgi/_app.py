@@ -32,8 +32,8 @@ from hardlight_core import (
     MessageConnection,
     ServerCore,
     ServerSession,
-    Topic,
     TopicCreated,
+    TopicLike,
     TopicRemoved,
 )
 from hardlight_core._handshake import (
@@ -72,7 +72,7 @@ _feeding: contextvars.ContextVar[_Connection | None] = contextvars.ContextVar(
 class EventEmitter(CoreEventEmitter):
     """Sends events of one type to topics, from application code (many may exist)."""
 
-    async def emit(self, topic: Topic, event: Any) -> int:
+    async def emit(self, topic: TopicLike, event: Any) -> int:
         """Queue ``event`` to every connection subscribed to ``topic``; returns how many."""
         return self.emit_nowait(topic, event)
 

@@ -19,8 +19,8 @@ from hardlight_core import (
     ServerCore,
     ServerHooks,
     ServerSession,
-    Topic,
     TopicCreated,
+    TopicLike,
     TopicRemoved,
 )
 from hardlight_support import ChannelReader, ServerConfig, StopSignals, loop_waker, signal_name
@@ -41,7 +41,7 @@ class EventEmitter(CoreEventEmitter):
     ``await emit(topic, event)`` (the natural form here) or ``emit_nowait(topic, event)``
     (from synchronous code on the loop); both queue at once and never block."""
 
-    async def emit(self, topic: Topic, event: Any) -> int:
+    async def emit(self, topic: TopicLike, event: Any) -> int:
         """Queue ``event`` to every connection subscribed to ``topic``; returns how many."""
         return self.emit_nowait(topic, event)
 
