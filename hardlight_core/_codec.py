@@ -14,6 +14,7 @@ claimed twice and data must appear in the order rkyv writes it.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import operator
 import struct
@@ -1325,3 +1326,41 @@ def encode(value: Any, tp: Any) -> bytes:
 def decode(data: bytes | bytearray | memoryview, tp: Any) -> Any:
     """Read a value of type ``tp`` from rkyv 0.7 bytes (raises :class:`DecodeError`)."""
     return codec_for(tp).decode(data)
+
+
+def tuples_rkyv_rejects(tp: Any) -> list[Any]:
+    """The tuple types inside ``tp`` of which two or more elements may hold out-of-line
+    data (a ``String`` over 8 bytes, ``Vec``, ``Box``, ``HashMap``, ...).
+
+    rkyv 0.7 writes such a tuple's data last element first but validates it first to
+    last, so it rejects its own archive of one whose data really is in two elements (and
+    so does our decoder, to agree with it). Such a type encodes, but those values do not
+    decode, on either side: a struct with the same fields has no such problem.
+    """
+    found: list[Any] = []
+    _find_tuples(tp, found, set())
+    return found
+
+
+def _find_tuples(tp: Any, found: list[Any], seen: set[int]) -> None:
+    if id(tp) in seen:
+        return
+    seen.add(id(tp))
+    args = typing.get_args(tp)
+    if typing.get_origin(tp) is tuple and args and args != ((),):
+        with_data = [a for a in args if _may_hold_data(a)]
+        if len(with_data) >= 2:
+            found.append(tp)
+    children: list[Any] = [a for a in args if not isinstance(a, (int, str))]
+    if isinstance(tp, type) and issubclass(tp, msgspec.Struct):
+        with contextlib.suppress(Exception):
+            children.extend(typing.get_type_hints(tp, include_extras=True).values())
+    for child in children:
+        _find_tuples(child, found, seen)
+
+
+def _may_hold_data(tp: Any) -> bool:
+    try:
+        return bool(codec_for(tp)._node.has_deps)
+    except (TypeError, AttributeError):
+        return False

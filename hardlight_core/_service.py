@@ -42,13 +42,14 @@ import inspect
 import logging
 import types
 import typing
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import msgspec
 
-from ._codec import Codec, codec_for, encode
+from ._codec import Codec, codec_for, encode, tuples_rkyv_rejects
 from ._config import HandshakeInfo
 from ._envelope import TopicLike, as_topic
 from ._errors import AppError, EncodeError, RpcError, RpcHandlerError, ServiceDefinitionError
@@ -382,13 +383,29 @@ def _codec_or_explain(tp: Any, what: str) -> Codec:
             f"(Rust u32 -> hardlight_core.u32)"
         )
     try:
-        return codec_for(tp)
+        codec = codec_for(tp)
     except TypeError as exc:
         advice = _advice(tp)
         raise ServiceDefinitionError(
             f"{what} is {_type_name(tp)}, which is not a Rust type: {exc}"
             + (f" ({advice})" if advice else "")
         ) from None
+    for tuple_type in tuples_rkyv_rejects(tp):
+        warnings.warn(
+            f"{what}: {_type_name(tuple_type)} has two or more elements that may hold "
+            "out-of-line data (a String over 8 bytes, Vec, Box, HashMap): rkyv 0.7, and so "
+            "the Rust reference, rejects its own archive of such a tuple when they do, so "
+            "those values fail to decode on both sides; declare a struct (msgspec.Struct) "
+            "with the same fields instead",
+            RkyvTupleWarning,
+            stacklevel=2,
+        )
+    return codec
+
+
+class RkyvTupleWarning(UserWarning):
+    """A declared tuple type that rkyv 0.7 cannot validate for some values (see
+    :func:`hardlight_core._codec.tuples_rkyv_rejects`)."""
 
 
 def _advice(tp: Any) -> str:

@@ -426,3 +426,38 @@ def test_a_handler_may_annotate_the_python_type_under_a_declared_rust_type() -> 
         class ListsHandler3(Lists, Handler):
             async def put(self, values: list[u32], limit: str | None) -> u8:  # type: ignore[override]
                 return 0
+
+
+def test_a_tuple_rkyv_cannot_validate_is_warned_about_at_definition() -> None:
+    import msgspec
+
+    from hardlight_core import Service, u32
+    from hardlight_core._codec import decode, encode
+    from hardlight_core._errors import DecodeError
+    from hardlight_core._service import RkyvTupleWarning
+
+    with pytest.warns(RkyvTupleWarning, match=r"tuple\[str, str\].*struct"):
+
+        class Pairs(Service):
+            async def pair(self) -> tuple[str, str]:
+                raise NotImplementedError
+
+    # why: such values really do not decode (as rkyv itself refuses them)
+    with pytest.raises(DecodeError):
+        decode(encode(("a" * 20, "b" * 20), tuple[str, str]), tuple[str, str])
+
+    class Pair(msgspec.Struct):
+        first: str
+        second: str
+
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+
+        class Fine(Service):
+            async def pair(self) -> Pair:
+                raise NotImplementedError
+
+            async def one(self, x: tuple[u32, str]) -> tuple[u32, u32]:
+                raise NotImplementedError
