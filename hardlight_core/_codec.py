@@ -20,7 +20,7 @@ import operator
 import struct
 import types
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Annotated, Any, Final, TypeVar
 
 import msgspec
@@ -765,7 +765,8 @@ def _getter(names: list[str]) -> Callable[[Any], tuple[Any, ...]]:
     return operator.attrgetter(*names)
 
 
-def _getter_idx(idx: list[int]) -> Callable[[Any], tuple[Any, ...]]:
+def _getter_idx(idx: list[int]) -> Callable[[Any], Sequence[Any]]:
+    # a list or a tuple (the identity returns its argument, the list of unpacked values)
     if len(idx) == 1:
         i0 = idx[0]
         return lambda v: (v[i0],)

@@ -11,14 +11,12 @@ error codes, and reports the announced length as soon as a header is read.
 from __future__ import annotations
 
 import codecs
-import enum
 import os
 import struct
 from collections.abc import Callable
 
-import msgspec
-
 from ._errors import MessageTooLarge, RemoteProtocolError
+from ._frame import Frame, Opcode
 
 __all__ = [
     "Frame",
@@ -34,32 +32,12 @@ _U16 = struct.Struct(">H")
 _U64 = struct.Struct(">Q")
 
 
-class Opcode(enum.IntEnum):
-    """WebSocket opcodes."""
-
-    CONTINUATION = 0x0
-    TEXT = 0x1
-    BINARY = 0x2
-    CLOSE = 0x8
-    PING = 0x9
-    PONG = 0xA
-
-
 _DATA = (Opcode.CONTINUATION, Opcode.TEXT, Opcode.BINARY)
 _KNOWN = frozenset(int(o) for o in Opcode)
 # Opcode(n) through the enum machinery costs more than the rest of a header
 _OPCODE_OF: tuple[Opcode | None, ...] = tuple(Opcode(n) if n in _KNOWN else None for n in range(16))
 # close codes a peer may send (RFC 6455 7.4.1 and the IANA registry; 3000-4999 for apps)
 _SENDABLE = frozenset(range(1000, 1012)) - {1004, 1005, 1006} | {1012, 1013, 1014}
-
-
-class Frame(msgspec.Struct, frozen=True):
-    """A complete message (data frames reassembled) or a control frame."""
-
-    opcode: Opcode
-    payload: bytes
-    close_code: int | None = None
-    close_reason: str = ""
 
 
 def mask_payload(payload: bytes | bytearray, key: bytes | bytearray) -> bytes:
