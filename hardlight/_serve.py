@@ -5,12 +5,18 @@ certificate written with ``--write-cert`` for clients to pin); plain TCP only wi
 ``--plaintext`` (behind a TLS-terminating proxy). Prints ``listening on HOST:PORT`` once
 bound, then serves until SIGTERM or SIGINT, which stop it gracefully: running calls get
 ``--grace`` seconds, then connections close with 1001, and the process exits 0.
+
+``--workers N`` (N > 1) runs N worker processes accepting on the one port (``SO_REUSEPORT``)
+under a supervisor (this process), their events shared through the supervisor's hub
+(``hardlight_support.workers``, ``hardlight_asyncio.WorkerHub``/``WorkerBus``).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import errno
+import functools
 import importlib
 import inspect
 import logging
@@ -86,6 +92,14 @@ def add_parser(subparsers: Any) -> None:
         help="seconds running calls get to finish when stopping (default 5)",
     )
     p.add_argument("--max-connections", type=int, default=None, help="default 10000")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="N processes accepting on the port (SO_REUSEPORT), events shared between them "
+        "(default 1; not with --adapter trio)",
+    )
     p.add_argument(
         "--allowed-origin",
         action="append",
@@ -192,17 +206,26 @@ def _listen_error(exc: OSError, args: argparse.Namespace) -> ServeError:
     return ServeError(f"cannot listen on {args.host}:{args.port}: {why}", status=1)
 
 
-def _serve(args: argparse.Namespace, config: ServerConfig, handler: type[Any]) -> None:
+def _serve(
+    args: argparse.Namespace,
+    config: ServerConfig,
+    handler: type[Any],
+    bus: Any = None,
+    ready: Any = None,
+) -> None:
+    """Serve in this process until SIGTERM/SIGINT; ``ready(server)`` once it listens."""
     adapter = args.adapter
+    if ready is None:
+        ready = functools.partial(_announce, config=config, args=args)
     if adapter == "threads":
         import hardlight_threads
 
-        server = hardlight_threads.Server(config, handler)
+        server = hardlight_threads.Server(config, handler, bus=bus)
         try:
             server.start()
         except OSError as exc:
             raise _listen_error(exc, args) from exc
-        _announce(server, config, args)
+        ready(server)
         server.run()
         return
     if adapter == "asyncio":
@@ -211,12 +234,12 @@ def _serve(args: argparse.Namespace, config: ServerConfig, handler: type[Any]) -
         import hardlight_asyncio
 
         async def main_asyncio() -> None:
-            server = hardlight_asyncio.Server(config, handler)
+            server = hardlight_asyncio.Server(config, handler, bus=bus)
             try:
                 await server.start()
             except OSError as exc:
                 raise _listen_error(exc, args) from exc
-            _announce(server, config, args)
+            ready(server)
             await server.run()
 
         asyncio.run(main_asyncio())
@@ -226,18 +249,71 @@ def _serve(args: argparse.Namespace, config: ServerConfig, handler: type[Any]) -
     import hardlight_anyio
 
     async def main_anyio() -> None:
-        server = hardlight_anyio.Server(config, handler)
+        server = hardlight_anyio.Server(config, handler, bus=bus)
         try:
             await server.__aenter__()
         except OSError as exc:
             raise _listen_error(exc, args) from exc
         try:
-            _announce(server, config, args)
+            ready(server)
             await server.run()
         finally:
             await server.__aexit__(None, None, None)
 
     anyio.run(main_anyio, backend="trio" if adapter == "trio" else "asyncio")
+
+
+def _serve_worker(args: argparse.Namespace, config: ServerConfig, index: int) -> None:
+    """One worker process of ``--workers N``: the adapter's server on the worker bus."""
+    from hardlight_asyncio import WorkerBus
+    from hardlight_support.workers import notify_ready
+
+    def ready(server: Any) -> None:
+        notify_ready()
+
+    try:
+        _serve(args, config, load_handler(args.target), WorkerBus(), ready)
+    except ServeError as exc:
+        print(f"hardlight serve (worker {index}): {exc}", file=sys.stderr)
+        raise SystemExit(exc.status) from None
+
+
+def _serve_workers(args: argparse.Namespace, config: ServerConfig) -> int:
+    """``--workers N``: the supervisor. Returns the exit status."""
+    from hardlight_asyncio import WorkerHub
+    from hardlight_support.workers import reserve_port, run_workers
+
+    if args.adapter == "trio":
+        raise ServeError(
+            "--workers shares events on an asyncio bus: use --adapter asyncio, anyio or threads"
+        )
+    try:
+        held = reserve_port(config.host, config.port)
+    except ValueError as exc:  # no SO_REUSEPORT
+        raise ServeError(str(exc)) from exc
+    except OSError as exc:
+        raise _listen_error(exc, args) from exc
+    with held:
+        config = dataclasses.replace(config, port=held.getsockname()[1], reuse_port=True)
+
+        def ready(pids: list[int]) -> None:
+            _announce(_Bound((config.host, config.port)), config, args)
+            print(f"workers {len(pids)}: pids {' '.join(map(str, pids))}", flush=True)
+
+        return run_workers(
+            args.workers,
+            functools.partial(_serve_worker, args, config),
+            hub=WorkerHub.running,
+            on_ready=ready,
+            stop_timeout=config.shutdown_grace + 10.0,
+        )
+
+
+class _Bound:
+    """What ``_announce`` reads of a server: its address."""
+
+    def __init__(self, address: tuple[str, int]) -> None:
+        self.address = address
 
 
 def run(args: argparse.Namespace) -> int:
@@ -253,6 +329,12 @@ def run(args: argparse.Namespace) -> int:
                 Path(args.write_cert).write_bytes(config.tls.cert_pem)
             except OSError as exc:
                 raise ServeError(f"--write-cert {args.write_cert}: {exc}") from exc
+        if args.workers < 1:
+            raise ServeError(f"--workers {args.workers}: at least 1")
+        if args.workers > 1:
+            status = _serve_workers(args, config)
+            print("stopped" if status == 0 else "stopped (a worker failed)", flush=True)
+            return status
         _serve(args, config, handler)
     except ServeError as exc:
         print(f"hardlight serve: {exc}", file=sys.stderr)

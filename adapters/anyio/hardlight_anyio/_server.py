@@ -199,6 +199,7 @@ class Server:
                 local_host=self.config.host,
                 local_port=self.config.port,
                 backlog=self.config.backlog,
+                reuse_port=self.config.reuse_port,
             )
             sockname = listener.extra(anyio.abc.SocketAttribute.local_address)
             self._address = (str(sockname[0]), int(sockname[1]))

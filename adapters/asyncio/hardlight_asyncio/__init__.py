@@ -11,6 +11,7 @@ from hardlight_core._client_driver import with_timeout
 from ._client import Client, ReconnectHook, Subscription, client_class, client_of, connect
 from ._nats import BusUnavailable, NatsBus
 from ._server import EventEmitter, Server, TopicNotifier
+from ._workers import WorkerBus, WorkerHub
 
 __all__ = [
     "CallInfo",
@@ -26,6 +27,8 @@ __all__ = [
     "ServerHooks",
     "Subscription",
     "TopicNotifier",
+    "WorkerBus",
+    "WorkerHub",
     "client_class",
     "client_of",
     "connect",

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import functools
 import logging
 import socket
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any, cast
 
 from hardlight_core import EventEmitter as CoreEventEmitter
@@ -24,6 +26,7 @@ from hardlight_core import (
     TopicRemoved,
 )
 from hardlight_support import ChannelReader, ServerConfig, StopSignals, loop_waker, signal_name
+from hardlight_support.workers import notify_ready, reserve_port, run_workers
 
 from ._tls_socket import TLSListener, supports_socket_tls
 
@@ -186,10 +189,19 @@ class Server:
         bus: Any = None,
         hooks: ServerHooks | None = None,
         tls_transport: str = "auto",
+        workers: int = 1,
     ) -> None:
         if tls_transport not in ("auto", "socket", "asyncio"):
             raise ValueError(f"tls_transport: auto, socket or asyncio, not {tls_transport!r}")
+        if not isinstance(workers, int) or workers < 1:
+            raise ValueError(f"workers: a number of processes, at least 1, not {workers!r}")
+        if workers > 1 and bus is not None:
+            raise ValueError("workers=N shares events through its own bus (WorkerBus): no bus=")
         self.config = config
+        #: processes :meth:`run_workers` runs, each accepting on the port (SO_REUSEPORT)
+        self.workers = workers
+        self._handler = handler
+        self._handler_factory = handler_factory
         #: "socket": TLS on non-blocking SSLSockets (faster); "asyncio": the loop's own TLS;
         #: "auto": socket where the loop supports it
         self.tls_transport = tls_transport
@@ -261,6 +273,7 @@ class Server:
                 ssl_context,
                 backlog=self.config.backlog,
                 handshake_timeout=limits.handshake_timeout,
+                reuse_port=self.config.reuse_port,
             )
         else:
             self._server = await self._loop.create_server(
@@ -270,6 +283,7 @@ class Server:
                 ssl=ssl_context,
                 backlog=self.config.backlog,
                 reuse_address=True,
+                reuse_port=self.config.reuse_port or None,
             )
         if self.bus is not None:
             try:
@@ -287,6 +301,11 @@ class Server:
         with the configured grace) and this returns; the previous handlers are put
         back on return. A second signal acts as it would have without the server.
         """
+        if self.workers > 1:
+            raise RuntimeError(
+                f"a Server with workers={self.workers} runs from synchronous code: "
+                "server.run_workers() (it starts the worker processes; not inside an event loop)"
+            )
         if self._server is None:
             await self.start()
         stopped = self._stopped
@@ -298,6 +317,49 @@ class Server:
             await task
 
     run = serve_forever
+
+    def run_workers(
+        self,
+        *,
+        restarts: int = 0,
+        on_ready: Callable[[tuple[str, int], list[int]], None] | None = None,
+    ) -> int:
+        """Serve with ``workers`` processes on one port until SIGTERM/SIGINT (blocking).
+
+        The supervisor (this process) reserves the port, runs the :class:`WorkerHub` and
+        starts the workers (multiprocessing, spawn); each builds
+        ``Server(config, handler, bus=WorkerBus())`` with ``reuse_port=True`` and serves
+        until the supervisor relays a stop signal. The handler class, the handler factory,
+        ``authenticate`` and the hooks must be picklable (importable by name: defined at the
+        top level of a module). ``on_ready((host, port), pids)`` runs once every worker
+        listens. Returns 0 after a clean stop, 1 otherwise. With ``workers=1`` it serves in
+        this process (``asyncio.run(serve_forever())``).
+        """
+        if self.workers == 1:
+            asyncio.run(self.serve_forever())
+            return 0
+        from ._workers import WorkerHub
+
+        config = dataclasses.replace(self.config, reuse_port=True)
+        with reserve_port(config.host, config.port) as held:
+            config = dataclasses.replace(config, port=held.getsockname()[1])
+            serve_one = functools.partial(
+                _serve_worker,
+                config,
+                self._handler,
+                self._handler_factory,
+                self.core.hooks,
+                self.tls_transport,
+            )
+            address = (config.host, config.port)
+            return run_workers(
+                self.workers,
+                serve_one,
+                hub=WorkerHub.running,
+                on_ready=None if on_ready is None else functools.partial(on_ready, address),
+                restarts=restarts,
+                stop_timeout=config.shutdown_grace + 10.0,
+            )
 
     def _on_signal(self, signum: int) -> None:
         if self._signal_stop is None and self._server is not None:
@@ -354,6 +416,34 @@ class Server:
                 except Exception:
                     log.exception("flushing a connection failed; aborting it")
                     conn.abort()
+
+
+def _serve_worker(
+    config: ServerConfig,
+    handler: type[Any],
+    handler_factory: Any,
+    hooks: tuple[ServerHooks, ...],
+    tls_transport: str,
+    index: int,
+) -> None:
+    """One worker of :meth:`Server.run_workers` (in its own process)."""
+    from ._workers import WorkerBus
+
+    async def main() -> None:
+        server = Server(
+            config,
+            handler,
+            handler_factory=handler_factory,
+            bus=WorkerBus(),
+            tls_transport=tls_transport,
+        )
+        for h in hooks:
+            server.add_hooks(h)
+        await server.start()
+        notify_ready()
+        await server.serve_forever()
+
+    asyncio.run(main())
 
 
 def _output_ready(session: ServerSession) -> None:

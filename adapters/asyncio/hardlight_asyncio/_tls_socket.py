@@ -498,8 +498,13 @@ class TLSListener:
         *,
         backlog: int = 1024,
         handshake_timeout: float = 10.0,
+        reuse_port: bool = False,
     ) -> TLSListener:
-        """Listen on every address ``host`` resolves to (all interfaces for "" or None)."""
+        """Listen on every address ``host`` resolves to (all interfaces for "" or None).
+
+        ``reuse_port`` sets ``SO_REUSEPORT`` (several processes listening on one port)."""
+        if reuse_port and not hasattr(socket, "SO_REUSEPORT"):
+            raise ValueError("reuse_port=True: this operating system has no SO_REUSEPORT")
         infos = await loop.getaddrinfo(
             host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
         )
@@ -513,6 +518,8 @@ class TLSListener:
                 sock = socket.socket(family, type_, proto)
                 sockets.append(sock)
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                if reuse_port:
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
                 if family == socket.AF_INET6 and hasattr(socket, "IPPROTO_IPV6"):
                     sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
                 sock.bind(address)

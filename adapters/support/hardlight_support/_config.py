@@ -7,6 +7,7 @@ TLS is on unless plain TCP is asked for by name (``ServerConfig.plaintext`` /
 from __future__ import annotations
 
 import re
+import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,7 +16,7 @@ from hardlight_core import HandshakeInfo, Limits, ReconnectPolicy
 
 from ._tls import ClientTLS, ServerTLS
 
-__all__ = ["ClientConfig", "ServerConfig"]
+__all__ = ["ClientConfig", "ServerConfig", "check_reuse_port"]
 
 DEFAULT_COMPRESSION_LEVEL = 6
 
@@ -63,6 +64,16 @@ def _check_headers(
     return tuple(pairs)
 
 
+def check_reuse_port() -> None:
+    """Raise ValueError, saying why, where the OS has no ``SO_REUSEPORT``."""
+    if not hasattr(socket, "SO_REUSEPORT"):
+        raise ValueError(
+            "reuse_port=True: this operating system has no SO_REUSEPORT, so several "
+            "processes cannot listen on one port (run one server process, or several "
+            "on different ports behind a load balancer)"
+        )
+
+
 def _split_address(address: str, default_port: int) -> tuple[str, int]:
     host, sep, port = address.rpartition(":")
     if not sep or not port.isdigit():
@@ -78,6 +89,11 @@ class ServerConfig:
     answer it with an error status; what it returns is handed to the connection's
     handler as ``handler.auth``. ``allowed_origins`` (when set) refuses browsers
     from other origins with 403.
+
+    ``reuse_port`` sets ``SO_REUSEPORT`` on the listening sockets, so several processes
+    (the workers of ``run_workers``) can listen on one port; on Linux the kernel spreads
+    new connections over them. It is refused here, with a clear error, where the OS has
+    no ``SO_REUSEPORT`` (Windows).
     """
 
     host: str = "127.0.0.1"
@@ -90,8 +106,11 @@ class ServerConfig:
     shutdown_grace: float = 5.0
     limits: Limits | None = None  # None: the defaults
     backlog: int = 1024
+    reuse_port: bool = False
 
     def __post_init__(self) -> None:
+        if self.reuse_port:
+            check_reuse_port()
         if self.tls is None and not self.plaintext:
             raise ValueError(
                 "ServerConfig needs tls= (ServerTLS.from_files / ServerConfig.self_signed) "

@@ -182,7 +182,9 @@ class Server:
     def start(self) -> None:
         """Bind and start accepting (returns once listening)."""
         listener = socket.create_server(
-            (self.config.host, self.config.port), backlog=self.config.backlog
+            (self.config.host, self.config.port),
+            backlog=self.config.backlog,
+            reuse_port=self.config.reuse_port,
         )
         listener.settimeout(POLL)
         self._listener = listener
