@@ -382,13 +382,16 @@ def test_the_readme_examples_run() -> None:
     module = types.ModuleType("_hl_readme_example")  # a real module: its hints must resolve
     sys.modules[module.__name__] = module
     namespace: dict[str, Any] = module.__dict__
-    exec(compile(declare.body, "README.md (Declaring types and services)", "exec"), namespace)
+    # dont_inherit: compiled as a script is, without this file's __future__ imports
+    declared = compile(declare.body, "README.md (Declaring types)", "exec", dont_inherit=True)
+    exec(declared, namespace)
     assert "localhost:8080" in use.body
     code = compile(
         use.body.replace("localhost:8080", f"localhost:{port}"),
         "README.md (Using an adapter)",
         "exec",
         flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT,
+        dont_inherit=True,
     )
     printed = io.StringIO()
 
