@@ -4,6 +4,8 @@
     python benchmarks/run.py                    # everything: tables, ratios, targets,
                                                 # results.json and a chart, results.png
     python benchmarks/run.py --quick            # smaller counts
+    python benchmarks/run.py --workers          # only: the server with 1 and 2 worker
+                                                # processes (results-workers.json)
 
 Every server runs in its own process, over TLS on loopback; the clients run here. The peers:
 HardLight through each adapter at compression levels 0 and 6; picows (Cython WebSockets, its
@@ -20,6 +22,11 @@ machine's one monotonic clock) and, for comparison, timed at a sending client wi
 subscriber in this process (1,000 and 100); server memory per idle connection; cross-node
 events through NATS (when nats-server is installed); and the pytest-benchmark codec
 micro-benchmarks in this folder.
+
+``--workers`` compares one server process with ``serve --workers 2`` (two processes accepting
+on the port with SO_REUSEPORT, events shared through the supervisor's hub): pipelined calls/s
+from several client processes with several connections each (one connection lands on one
+worker), and the fan-out timed at the server (1,000 subscribers, level 6).
 """
 
 from __future__ import annotations
@@ -148,6 +155,7 @@ def _start_server(
     bus: str | None = None,
     uvloop: bool = False,
     tls_transport: str = "auto",
+    workers: int = 1,
 ) -> tuple[subprocess.Popen[str], int]:
     cert = tmp / "cert.pem"
     key = tmp / "key.pem"
@@ -162,9 +170,13 @@ def _start_server(
         if uvloop:
             args += ["--uvloop"]
         args += ["--tls-transport", tls_transport]
+    elif kind == "hardlight-serve":  # the counter app through `python -m hardlight serve`
+        args = [sys.executable, "-m", "hardlight", "serve", "hardlight_apps.counter:CounterHandler",
+                "--port", "0", "--cert", str(cert), "--key", str(key), "--level", "WARNING",
+                "--workers", str(workers)]
     else:
         args = [sys.executable, str(Path(__file__)), "--serve", kind, "--cert", str(cert),
-                "--key", str(key)]
+                "--key", str(key), "--server-workers", str(workers)]
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, text=True)
     assert proc.stdout is not None
     line = proc.stdout.readline()
@@ -579,7 +591,7 @@ def raise_fd_limit(want: int = 65536) -> int:
     return soft
 
 
-async def _serve_timed_chat(port: int, cert: bytes, key: bytes) -> None:
+def _timed_chat(port: int, cert: bytes, key: bytes, bus: Any = None) -> Any:
     """The chat app on the asyncio adapter, printing ``said TEXT T`` for every send_message.
 
     ``join`` subscribes without announcing itself (n joins would otherwise broadcast n^2/2
@@ -612,10 +624,47 @@ async def _serve_timed_chat(port: int, cert: bytes, key: bytes) -> None:
     def written(text: str, t: float) -> None:
         print(f"said {text} {t!r} {time.monotonic()!r}", flush=True)
 
-    server = Server(ServerConfig(host="127.0.0.1", port=port, tls=ServerTLS(cert, key)), TimedChat)
+    config = ServerConfig(host="127.0.0.1", port=port, tls=ServerTLS(cert, key),
+                          reuse_port=bus is not None)
+    return Server(config, TimedChat, bus=bus)
+
+
+async def _serve_timed_chat(port: int, cert: bytes, key: bytes) -> None:
+    server = _timed_chat(port, cert, key)
     await server.start()
     print(f"listening on 127.0.0.1:{server.address[1]}", flush=True)
     await asyncio.Future()
+
+
+def _timed_chat_worker(port: int, cert: bytes, key: bytes, index: int) -> None:
+    """One worker of the timed chat server (``--server-workers N``, a process of its own)."""
+    from hardlight_asyncio import WorkerBus
+    from hardlight_support.workers import notify_ready
+
+    async def main() -> None:
+        server = _timed_chat(port, cert, key, bus=WorkerBus())
+        await server.start()
+        notify_ready()
+        await server.serve_forever()
+
+    asyncio.run(main())
+
+
+def _serve_timed_chat_workers(n: int, cert: bytes, key: bytes) -> int:
+    """The timed chat server as ``n`` workers on one port, events through the hub."""
+    import functools
+
+    from hardlight_asyncio import WorkerHub
+    from hardlight_support.workers import reserve_port, run_workers
+
+    with reserve_port("127.0.0.1", 0) as held:
+        port = held.getsockname()[1]
+        return run_workers(
+            n,
+            functools.partial(_timed_chat_worker, port, cert, key),
+            hub=WorkerHub.running,
+            on_ready=lambda pids: print(f"listening on 127.0.0.1:{port}", flush=True),
+        )
 
 
 async def _fanout_worker(
@@ -731,6 +780,7 @@ async def fanout_at_server(
     repeats: int = 20,
     workers: int = FANOUT_WORKERS,
     warmup: int = 3,
+    server_workers: int = 1,
 ) -> dict[str, Any]:
     """Chat fan-out timed from the server's send_message to the last subscriber's receipt.
 
@@ -745,7 +795,7 @@ async def fanout_at_server(
     raise_fd_limit(max(sizes) * 2 + 1024)
     ca = tmp / "ca.pem"
     ca.write_bytes(tls.cert_pem)
-    server, port = _start_server("hardlight-chat-timed", tmp, tls)
+    server, port = _start_server("hardlight-chat-timed", tmp, tls, workers=server_workers)
     assert server.stdout is not None
     loop = asyncio.get_running_loop()
     results: dict[str, Any] = {"client_processes": workers}
@@ -846,6 +896,159 @@ async def cross_node(tmp: Path, tls: ServerTLS, repeats: int) -> dict[str, float
             proc.wait(10)
         broker.terminate()
         broker.wait(10)
+
+
+async def _calls_worker(
+    port: int, ca_pem: bytes, conns: int, inflight: int, duration: float
+) -> None:
+    """``conns`` counter connections with ``inflight`` calls each in flight: prints ``ready``
+    once connected and warm, starts on a line on stdin, then calls for ``duration`` seconds
+    and prints ``done CALLS SECONDS``."""
+    from hardlight_apps.counter import Counter
+    from hardlight_asyncio import Client
+
+    config = ClientConfig(address=f"localhost:{port}", tls=ClientTLS(ca_pem=ca_pem),
+                          compression_level=6, call_timeout=60, connect_timeout=60)
+    clients = [Client(Counter, config) for _ in range(conns)]
+    for c in clients:
+        await c.connect()
+    await asyncio.gather(*(c.get() for c in clients for _ in range(inflight)))
+    print("ready", flush=True)
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+    count = 0
+    stop_at = time.perf_counter() + duration
+
+    async def caller(c: Any) -> None:
+        nonlocal count
+        while time.perf_counter() < stop_at:
+            await c.get()
+            count += 1
+
+    t = time.perf_counter()
+    await asyncio.gather(*(caller(c) for c in clients for _ in range(inflight)))
+    print(f"done {count} {time.perf_counter() - t!r}", flush=True)
+
+
+async def pipelined_processes(
+    port: int, ca: Path, procs: int = 2, conns: int = 4, inflight: int = 64, duration: float = 3.0
+) -> dict[str, float]:
+    """Pipelined calls/s from ``procs`` client processes x ``conns`` connections x
+    ``inflight`` calls in flight, all started together."""
+    clients = []
+    try:
+        for _ in range(procs):
+            clients.append(await asyncio.create_subprocess_exec(
+                sys.executable, str(Path(__file__)), "--calls-worker", "--port", str(port),
+                "--cert", str(ca), "--count", str(conns), "--first", str(inflight),
+                "--duration", str(duration),
+                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+            ))
+        for proc in clients:
+            assert proc.stdout is not None
+            line = await asyncio.wait_for(proc.stdout.readline(), 120)
+            if line.strip() != b"ready":
+                raise RuntimeError(f"calls worker did not start: {line!r}")
+        for proc in clients:
+            assert proc.stdin is not None
+            proc.stdin.write(b"go\n")
+            await proc.stdin.drain()
+        calls, longest = 0, 0.0
+        for proc in clients:
+            assert proc.stdout is not None
+            word, count, seconds = (
+                await asyncio.wait_for(proc.stdout.readline(), duration + 120)
+            ).split()
+            if word != b"done":
+                raise RuntimeError(f"calls worker said {word!r}")
+            calls += int(count)
+            longest = max(longest, float(seconds))
+        return {"calls_per_s": calls / longest, "calls": calls, "seconds": longest}
+    finally:
+        for proc in clients:
+            if proc.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+            await proc.wait()
+
+
+async def workers_comparison(
+    tmp: Path,
+    tls: ServerTLS,
+    counts: tuple[int, ...] = (1, 2),
+    rounds: int = 3,
+    duration: float = 3.0,
+    procs: int = 2,
+    conns: int = 4,
+    inflight: int = 64,
+    subscribers: int = 1000,
+    repeats: int = 20,
+    fanout_clients: int = FANOUT_WORKERS,
+) -> dict[str, Any]:
+    """The server as 1 and as N worker processes (``serve --workers N``), side by side.
+
+    Pipelined calls in rounds, each server once per round in a rotating order, the median
+    round kept; then the fan-out timed at the server with each (1,000 subscribers, level 6).
+    """
+    ca = tmp / "ca.pem"
+    ca.write_bytes(tls.cert_pem)
+    results: dict[str, Any] = {
+        "load_before": os.getloadavg(),
+        "pipelined_clients": {"processes": procs, "connections_each": conns,
+                              "in_flight_each": inflight, "seconds": duration},
+    }
+    servers: dict[int, tuple[subprocess.Popen[str], int]] = {}
+    try:
+        for n in counts:
+            servers[n] = _start_server("hardlight-serve", tmp, tls, workers=n)
+        piped: dict[int, list[dict[str, float]]] = {n: [] for n in counts}
+        for r in range(rounds):
+            for n in counts[r % len(counts):] + counts[: r % len(counts)]:
+                row = await pipelined_processes(servers[n][1], ca, procs, conns, inflight, duration)
+                print(f"workers {n}, round {r}: pipelined", json.dumps(row), flush=True)
+                piped[n].append(row)
+        for n in counts:
+            results[f"workers_{n}"] = {"pipelined": _median_round(piped[n])}
+    finally:
+        for proc, _port in servers.values():
+            proc.terminate()
+        for proc, _port in servers.values():
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+    for n in counts:
+        fan = await fanout_at_server(tmp, tls, sizes=(subscribers,), levels=(6,),
+                                     repeats=repeats, workers=fanout_clients, server_workers=n)
+        results[f"workers_{n}"]["fanout_at_server"] = fan[f"subscribers_{subscribers}_level_6"]
+    results["load_after"] = os.getloadavg()
+    return results
+
+
+def workers_table(results: dict[str, Any]) -> str:
+    """The --workers comparison as text."""
+    clients = results["pipelined_clients"]
+    lines = [
+        f"{'server processes':18} {'pipelined calls/s':>17} {'fan-out last p50 ms':>19} "
+        f"{'last p99 ms':>11} {'first p50 ms':>12} {'sender wrote, p50 ms':>20}"
+    ]
+    for key, row in results.items():
+        if not key.startswith("workers_"):
+            continue
+        fan = row.get("fanout_at_server", {})
+        last, p99 = fan.get("last_receipt_p50_ms", 0), fan.get("last_receipt_p99_ms", 0)
+        first, wrote = fan.get("first_receipt_p50_ms", 0), fan.get("server_written_p50_ms", 0)
+        lines.append(
+            f"{key.removeprefix('workers_'):18} {row['pipelined']['calls_per_s']:17.0f} "
+            f"{last:19.1f} {p99:11.1f} {first:12.1f} {wrote:20.1f}"
+        )
+    lines.append(
+        f"pipelined: {clients['processes']} client processes x {clients['connections_each']} "
+        f"connections x {clients['in_flight_each']} in flight, {clients['seconds']} s per round, "
+        "median of the rounds; fan-out: 1,000 subscribers in "
+        f"{FANOUT_WORKERS} client processes, level 6, timed at the server"
+    )
+    lines.append(f"load average before {results['load_before']}, after {results['load_after']}")
+    return "\n".join(lines)
 
 
 async def idle_memory(peer: Any, pid: int, conns: int) -> dict[str, float]:
@@ -1199,7 +1402,20 @@ def main() -> int:
     parser.add_argument("--first", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--count", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--sizes", default="1000", help=argparse.SUPPRESS)
+    parser.add_argument("--server-workers", type=int, default=1, help=argparse.SUPPRESS)
+    parser.add_argument("--calls-worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--duration", type=float, default=3.0, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--workers", action="store_true",
+        help="only compare the server as 1 and 2 worker processes (results-workers.json)",
+    )
     args = parser.parse_args()
+    if args.calls_worker:
+        asyncio.run(_calls_worker(
+            args.port, Path(args.cert).read_bytes(), args.count, args.first, args.duration
+        ))
+        sys.stdout.flush()
+        os._exit(0)
     if args.fanout_worker:
         raise_fd_limit()
         asyncio.run(_fanout_worker(
@@ -1210,6 +1426,8 @@ def main() -> int:
         os._exit(0)  # skip closing thousands of connections one by one
     if args.serve:
         cert, key = Path(args.cert).read_bytes(), Path(args.key).read_bytes()
+        if args.serve == "hardlight-chat-timed" and args.server_workers > 1:
+            return _serve_timed_chat_workers(args.server_workers, cert, key)
         serve = {
             "grpc": _serve_grpc,
             "websockets": _serve_websockets,
@@ -1225,6 +1443,24 @@ def main() -> int:
         run(serve(args.port, cert, key))
         return 0
     raise_fd_limit()
+    if args.workers:
+        async def compare() -> dict[str, Any]:
+            with tempfile.TemporaryDirectory() as tmp_name:
+                tls = ServerTLS.self_signed("localhost", "127.0.0.1")
+                if args.quick:
+                    return await workers_comparison(Path(tmp_name), tls, rounds=1, duration=1.0,
+                                                    subscribers=200, repeats=5)
+                return await workers_comparison(Path(tmp_name), tls)
+
+        found = asyncio.run(compare())
+        found["machine"] = {"python": platform.python_version(), "platform": platform.platform(),
+                            "cpus": os.cpu_count()}
+        print(workers_table(found))
+        out = HERE / "results-workers.json" if args.out == str(HERE / "results.json") else Path(
+            args.out)
+        out.write_text(json.dumps(found, indent=1))
+        print(f"wrote {out}")
+        return 0
     results = asyncio.run(run_all(args.quick))
     results["codec"] = codec_benchmarks()
     results["ratios"] = ratios(results)

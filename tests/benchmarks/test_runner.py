@@ -212,3 +212,21 @@ def test_codec_micro_benchmarks_are_collected_into_the_results() -> None:
     for kind in kinds:
         assert codec[f"test_envelope_rkyv_roundtrip[{kind}]"]["mean_us"] > 0
         assert codec[f"test_envelope_msgspec_roundtrip[{kind}]"]["mean_us"] > 0
+
+
+def test_workers_comparison_reports_both_servers() -> None:
+    async def main() -> dict[str, Any]:
+        with tempfile.TemporaryDirectory() as tmp_name:
+            return await run.workers_comparison(  # type: ignore[no-any-return]
+                Path(tmp_name), TLS, rounds=1, duration=0.3, procs=1, conns=2, inflight=4,
+                subscribers=20, repeats=2, fanout_clients=2,
+            )
+
+    results = asyncio.run(asyncio.wait_for(main(), 300))
+    for n in (1, 2):
+        row = results[f"workers_{n}"]
+        assert row["pipelined"]["calls_per_s"] > 0 and row["pipelined"]["calls"] > 0
+        assert row["fanout_at_server"]["rounds"] == 2
+        assert row["fanout_at_server"]["last_receipt_p50_ms"] > 0
+    text = run.workers_table(results)
+    assert text.splitlines()[1].split()[0] == "1" and text.splitlines()[2].split()[0] == "2"

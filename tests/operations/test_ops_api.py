@@ -1,7 +1,7 @@
 """The three adapters expose the same public names, with the documented differences only:
 asyncio and anyio ``async def`` where threads blocks, anyio's server has no free-standing
-``start()``, asyncio's server and client have ``tls_transport``, the threads server its
-``lock``."""
+``start()``, asyncio's server and client have ``tls_transport``, asyncio's server
+``workers``/``run_workers``, the threads server its ``lock``."""
 
 from __future__ import annotations
 
@@ -25,6 +25,8 @@ DOCUMENTED_GAPS = {
     ("Server", "start"): {"hardlight_asyncio", "hardlight_threads"},  # anyio: async with
     ("Server", "tls_transport"): {"hardlight_asyncio"},
     ("Server", "lock"): {"hardlight_threads"},
+    ("Server", "workers"): {"hardlight_asyncio"},  # Server(..., workers=N).run_workers()
+    ("Server", "run_workers"): {"hardlight_asyncio"},
     ("Client", "tls_transport"): {"hardlight_asyncio"},
 }
 #: async in asyncio and anyio, but plain (non-blocking) in threads too
