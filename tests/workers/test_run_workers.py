@@ -157,14 +157,14 @@ def test_reuse_port_lets_two_servers_listen_on_one_port(adapter: str) -> None:
                 a.stop(0.1)
             return
         if adapter == "anyio":
-            async with hardlight_anyio.Server(config, PidHandler) as a:
-                async with hardlight_anyio.Server(config, PidHandler) as b:
-                    assert a.port == b.port == port
-                    await b.stop(0.1)
+            async with hardlight_anyio.Server(config, PidHandler) as first:
+                async with hardlight_anyio.Server(config, PidHandler) as second:
+                    assert first.port == second.port == port
+                    await second.stop(0.1)
                 with pytest.raises(OSError):
                     async with hardlight_anyio.Server(plain_config, PidHandler):
                         pass
-                await a.stop(0.1)
+                await first.stop(0.1)
             return
         servers: list[Any] = [Server(config, PidHandler), Server(config, PidHandler)]
         for server in servers:
