@@ -34,7 +34,11 @@ emit; a closing connection is unsubscribed from everything.
 from __future__ import annotations
 
 import contextlib
+import contextvars
+import dis
+import inspect
 import logging
+import types
 from collections.abc import Callable, Coroutine, Generator, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -85,6 +89,8 @@ class HandlerCall:
     cancel: Cancel | None = field(default=None)
     #: what the hooks and logs see (None when nothing observes calls)
     info: CallInfo | None = field(default=None)
+    #: the handler is a plain ``async def`` with no await in its body: it cannot suspend
+    never_suspends: bool = field(default=False)
 
     async def run(self) -> None:
         """Await the handler and report its outcome (whatever it raises is contained)."""
@@ -183,6 +189,16 @@ class ServerCore:
         self.service_name: str = self.spec.service.__name__
         self.handler_class = handler_class
         self.handler_factory = handler_factory or handler_class
+        #: run calls whose handler cannot suspend at once, in the read that brought them
+        #: (their own context copy; no task): adapters whose handlers must run elsewhere
+        #: (the threads server's handler loop) turn it off
+        self.inline_calls = True
+        self._never_suspend = {
+            m.name: function
+            for m in self.spec.methods
+            if (function := handler_class.__dict__.get(m.name, None)) is not None
+            and cannot_suspend(function)
+        }
         self.limits = limits or Limits()
         self.max_connections = max_connections
         self.allowed_origins = allowed_origins
@@ -509,8 +525,14 @@ class ServerSession:
             self._internal_error("reading from the connection")
         spawn = self.core.spawn
         if spawn is not None and calls:
+            inline = self.core.inline_calls
             for call in calls:
-                if call.call_id in self.running:  # not cancelled meanwhile
+                if call.call_id not in self.running:
+                    continue  # cancelled meanwhile
+                if inline and call.never_suspends:
+                    # it cannot wait, so it needs no task: its answer leaves with this read
+                    contextvars.copy_context().run(call.run_inline)
+                else:
                     call.cancel = spawn(call.run())
             calls = []
         self._after_io()
@@ -677,7 +699,11 @@ class ServerSession:
             self._answer(event.call_id, Err(RpcHandlerError.HandlerPanicked))
             self._call_ended(info, RpcHandlerError.HandlerPanicked.name, exc)
             return None
-        call = HandlerCall(self, event.call_id, method.name, coroutine, info=info)
+        bound = getattr(getattr(self.handler, method.name, None), "__func__", None)
+        never_suspends = bound is not None and bound is self.core._never_suspend.get(method.name)
+        call = HandlerCall(
+            self, event.call_id, method.name, coroutine, info=info, never_suspends=never_suspends
+        )
         self.running[event.call_id] = call
         return call
 
@@ -870,3 +896,32 @@ def _ignore(_: Any) -> None:
 
 def _ignore_emit(topic: Topic, payload: bytes) -> None:
     pass
+
+
+# the opcodes through which a coroutine's own frame can suspend
+_SUSPENDING_OPS = frozenset(
+    {
+        "GET_AWAITABLE",
+        "SEND",
+        "YIELD_VALUE",
+        "YIELD_FROM",
+        "GET_AITER",
+        "GET_ANEXT",
+        "BEFORE_ASYNC_WITH",
+        "END_ASYNC_FOR",
+        "ASYNC_GEN_WRAP",
+    }
+)
+
+
+def cannot_suspend(function: Any) -> bool:
+    """True when ``function`` is a plain ``async def`` whose body has no await, async for
+    or async with: calling it gives a coroutine that runs to its end in one step, whatever
+    it calls. Wrappers (a sync function returning a coroutine, ``functools.wraps``
+    decorators) and anything else answer False."""
+    if type(function) is not types.FunctionType:
+        return False
+    code = function.__code__
+    if not code.co_flags & inspect.CO_COROUTINE:
+        return False
+    return not any(i.opname in _SUSPENDING_OPS for i in dis.get_instructions(code))

@@ -175,3 +175,54 @@ def test_twenty_copies_of_an_in_flight_id_run_the_handler_once() -> None:
         call.run_inline()
     assert session.handler.state.counter == 2
     assert answers_to_5() == 1
+
+
+def test_only_plain_coroutines_without_await_are_run_inline() -> None:
+    import functools
+
+    from hardlight_core._server_core import cannot_suspend
+
+    async def answers() -> int:
+        return 1
+
+    async def waits() -> int:
+        await answers()
+        return 1
+
+    async def loops(xs: Any) -> int:
+        async for _ in xs:
+            pass
+        return 1
+
+    def sync_wrapper(*args: Any) -> Any:  # a decorator's wrapper: returns a coroutine
+        return waits()
+
+    @functools.wraps(answers)
+    async def async_wrapper() -> int:
+        return await answers()
+
+    assert cannot_suspend(answers)
+    assert not cannot_suspend(waits)
+    assert not cannot_suspend(loops)
+    assert not cannot_suspend(sync_wrapper)
+    assert not cannot_suspend(functools.wraps(answers)(sync_wrapper))
+    assert not cannot_suspend(async_wrapper)
+    assert not cannot_suspend(lambda: None)
+
+
+def test_a_method_replaced_on_the_instance_is_not_run_inline() -> None:
+    core = ServerCore(CounterHandler)
+    client, session = _connect(core)
+    client.start_call("get", ())
+    (call,) = session.receive_data(client.data_to_send(), 0.0)
+    assert call.never_suspends  # CounterHandler.get has no await
+    call.run_inline()
+
+    async def get() -> int:
+        return 7
+
+    session.handler.get = get  # not the analysed function any more
+    client.start_call("get", ())
+    (call,) = session.receive_data(client.data_to_send(), 0.0)
+    assert not call.never_suspends
+    call.run_inline()

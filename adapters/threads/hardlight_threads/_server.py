@@ -130,6 +130,7 @@ class Server:
         self.lock = threading.RLock()
         self.core = ServerCore.from_config(config, handler, handler_factory, hooks)
         self.core.lock = self.lock
+        self.core.inline_calls = False  # handlers run on the handler loop, as documented
         self.core.clock = time.monotonic
         self.core.spawn = self._spawn
         self.core.on_output = _output_ready
