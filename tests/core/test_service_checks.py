@@ -431,7 +431,7 @@ def test_a_handler_may_annotate_the_python_type_under_a_declared_rust_type() -> 
 def test_a_tuple_rkyv_cannot_validate_is_warned_about_at_definition() -> None:
     import msgspec
 
-    from hardlight_core import Service, u32
+    from hardlight_core import Service
     from hardlight_core._codec import decode, encode
     from hardlight_core._errors import DecodeError
     from hardlight_core._service import RkyvTupleWarning
