@@ -117,9 +117,8 @@ class _Connection:
     # -- joining the layers ---------------------------------------------------------------
 
     def _pump(self) -> None:
-        """Move transport events up (messages into the session) and session output down."""
+        """Move transport events up: messages through the session, in order."""
         self._take_transport_events()
-        self._flush_session()
 
     def _take_transport_events(self) -> None:
         transport, session, events = self.transport, self.session, self._events
@@ -132,11 +131,13 @@ class _Connection:
                 if too_large:
                     continue  # read after a message that closed the connection with 1009
                 try:
-                    session.receive_message(event.payload)
+                    read = session.read_message(event.payload)
                 except MessageTooLarge as exc:
                     too_large = True
                     transport.fail(exc)
-                self._take_session_events()
+                    continue
+                if read is not None:
+                    events.append(read)
             elif isinstance(event, ConnectionClosed):
                 session.end()
                 self._take_session_events()
@@ -152,17 +153,10 @@ class _Connection:
                 return
             events.append(event)
 
-    def _flush_session(self) -> None:
-        """Frame what the session queued (it is sent in the order it was queued)."""
-        transport = self.transport
-        for payload in self._take_messages():
-            if transport.state is not ConnectionState.OPEN or not transport.send_message(payload):
-                break
-        if transport.state.ended:
+    def _send(self, payload: bytes) -> None:
+        """Frame one packed message now (a peer that does not read ends the connection)."""
+        if not self.transport.send_message(payload):
             self._take_transport_events()
-
-    def _take_messages(self) -> list[bytes]:
-        return self.session.messages_to_send()
 
     def _check_open(self) -> None:
         if self.transport.state is not ConnectionState.OPEN:
@@ -194,29 +188,25 @@ class ServerConnection(_Connection):
 
     def data_to_send(self) -> bytes:
         """Bytes to write to the socket; answered call ids become free."""
-        self.session.release_answered()
+        session = self.session
+        if session._answered:
+            session.release_answered()
         return self.transport.data_to_send()
-
-    def _take_messages(self) -> list[bytes]:
-        return self.session.take_messages()  # ids stay in flight until data_to_send()
 
     def send_response(self, call_id: int, output: Ok[bytes] | Err[RpcHandlerError]) -> None:
         """Answer call ``call_id`` (its id is free once the answer is taken to be written)."""
         self._check_open()
-        self.session.send_response(call_id, output)
-        self._flush_session()
+        self._send(self.session.pack_response(call_id, output))
 
     def send_event(self, topic: Topic, payload: bytes) -> None:
         """Send an event (``payload`` is an rkyv archive) on ``topic``."""
         self._check_open()
-        self.session.send_event(topic, payload)
-        self._flush_session()
+        self._send(self.session.pack_event(topic, payload))
 
     def send_state_change(self, updates: list[StateUpdate]) -> None:
         """Send the changed state fields in one message."""
         self._check_open()
-        self.session.send_state_change(updates)
-        self._flush_session()
+        self._send(self.session.pack_state_change(updates))
 
     def send_frame(self, frame: bytes) -> bool:
         """Send a whole frame from :func:`server_frame` (fan-out frames once per level).
@@ -281,8 +271,8 @@ class ClientConnection(_Connection):
         """
         if self.transport.state is not ConnectionState.OPEN:
             raise ClientNotConnected(f"the connection is {self.state.value}")
-        call_id = self.session.start_call(internal)
-        self._flush_session()
+        call_id, packed = self.session.pack_call(internal)
+        self._send(packed)
         if self.transport.state is not ConnectionState.OPEN:
             # the call did not fit the outgoing bound: the connection closed with 1008
             self._events = deque(

@@ -682,8 +682,10 @@ class ServerSession:
             self._call_ended(info, RpcHandlerError.ServerDecodeError.name, exc)
             return None
         info = self._call_info(method.name, event.call_id)
+        bound: Any = None
         try:
-            coroutine = getattr(self.handler, method.name)(*args)
+            bound = getattr(self.handler, method.name)
+            coroutine = bound(*args)
             if not isinstance(coroutine, Coroutine):
                 raise TypeError(
                     f"the handler's {method.name}() returned {type(coroutine).__name__}, "
@@ -699,8 +701,10 @@ class ServerSession:
             self._answer(event.call_id, Err(RpcHandlerError.HandlerPanicked))
             self._call_ended(info, RpcHandlerError.HandlerPanicked.name, exc)
             return None
-        bound = getattr(getattr(self.handler, method.name, None), "__func__", None)
-        never_suspends = bound is not None and bound is self.core._never_suspend.get(method.name)
+        function = getattr(bound, "__func__", None)
+        never_suspends = function is not None and function is self.core._never_suspend.get(
+            method.name
+        )
         call = HandlerCall(
             self, event.call_id, method.name, coroutine, info=info, never_suspends=never_suspends
         )

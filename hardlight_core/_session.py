@@ -132,18 +132,23 @@ class ServerMessageSession(_MessageSession):
 
     def receive_message(self, payload: bytes) -> None:
         """Feed one binary message; MessageTooLarge if it inflates past the limit."""
+        event = self.read_message(payload)
+        if event is not None:
+            self._events.append(event)
+
+    def read_message(self, payload: bytes) -> ServerSessionEvent | None:
+        """:meth:`receive_message` returning its event instead of queueing it (for a
+        connection that keeps one queue of its own)."""
         if self.state is not SessionState.ACTIVE:
-            return
+            return None
         try:
             message = unpack_client_message(payload, self.limits.max_inflated_size)
         except DecodeError as exc:  # MessageTooLarge is not one: it closes the connection
-            self._events.append(self._ignored(f"undecodable message: {exc}"))
-            return
+            return self._ignored(f"undecodable message: {exc}")
         if not self.in_flight.start(message.id):
             self.duplicate_calls += 1
-            self._events.append(self._ignored(f"call id {message.id} is already in flight"))
-            return
-        self._events.append(CallReceived(message.id, message.internal))
+            return self._ignored(f"call id {message.id} is already in flight")
+        return CallReceived(message.id, message.internal)
 
     def next_event(self) -> ServerSessionEvent | None:
         """The next event, or None."""
@@ -151,19 +156,33 @@ class ServerMessageSession(_MessageSession):
 
     def send_response(self, call_id: int, output: Ok[bytes] | Err[RpcHandlerError]) -> None:
         """Answer call ``call_id``; its id is free once the answer is handed on."""
-        self._check_active()
-        self._outbox.append(pack(RPCResponse(call_id, output), self.compression_level))
-        self._answered.append(call_id)
+        self._outbox.append(self.pack_response(call_id, output))
 
     def send_event(self, topic: Topic, payload: bytes) -> None:
         """Send an event (``payload`` is an rkyv archive) on ``topic``."""
-        self._check_active()
-        self._outbox.append(pack(NewEvent(topic, payload), self.compression_level))
+        self._outbox.append(self.pack_event(topic, payload))
 
     def send_state_change(self, updates: list[StateUpdate]) -> None:
         """Send the changed state fields in one message."""
+        self._outbox.append(self.pack_state_change(updates))
+
+    # the send_* methods without the outbox, for a connection that frames at once
+
+    def pack_response(self, call_id: int, output: Ok[bytes] | Err[RpcHandlerError]) -> bytes:
+        """The packed answer to ``call_id`` (its id is free after :meth:`release_answered`)."""
         self._check_active()
-        self._outbox.append(pack(StateChange(updates), self.compression_level))
+        self._answered.append(call_id)
+        return pack(RPCResponse(call_id, output), self.compression_level)
+
+    def pack_event(self, topic: Topic, payload: bytes) -> bytes:
+        """The packed event."""
+        self._check_active()
+        return pack(NewEvent(topic, payload), self.compression_level)
+
+    def pack_state_change(self, updates: list[StateUpdate]) -> bytes:
+        """The packed state change."""
+        self._check_active()
+        return pack(StateChange(updates), self.compression_level)
 
     def messages_to_send(self) -> list[bytes]:
         """Packed messages to send, in order; answered call ids become free."""
@@ -209,11 +228,16 @@ class ClientMessageSession(_MessageSession):
         Raises ClientNotConnected after :meth:`end` and TooManyCallsInFlight when all
         256 ids are taken; nothing is queued then.
         """
+        call_id, packed = self.pack_call(internal)
+        self._outbox.append(packed)
+        return call_id
+
+    def pack_call(self, internal: bytes) -> tuple[int, bytes]:
+        """:meth:`start_call` without the outbox: the call's id and its packed request."""
         if self.state is not SessionState.ACTIVE:
             raise ClientNotConnected("the connection has ended")
         call_id = self._calls.allocate()
-        self._outbox.append(pack(RPCRequest(call_id, internal), self.compression_level))
-        return call_id
+        return call_id, pack(RPCRequest(call_id, internal), self.compression_level)
 
     def abandon_call(self, call_id: int) -> None:
         """The caller gave up on ``call_id``; its late answer will be dropped."""
@@ -230,24 +254,25 @@ class ClientMessageSession(_MessageSession):
 
     def receive_message(self, payload: bytes) -> None:
         """Feed one binary message; MessageTooLarge if it inflates past the limit."""
+        event = self.read_message(payload)
+        if event is not None:
+            self._events.append(event)
+
+    def read_message(self, payload: bytes) -> ClientSessionEvent | None:
+        """:meth:`receive_message` returning its event instead of queueing it."""
         if self.state is not SessionState.ACTIVE:
-            return
+            return None
         try:
             message = unpack_server_message(payload, self.limits.max_inflated_size)
         except DecodeError as exc:
-            self._events.append(self._ignored(f"undecodable message: {exc}"))
-            return
+            return self._ignored(f"undecodable message: {exc}")
         if isinstance(message, RPCResponse):
             if self._calls.release(message.id):
-                self._events.append(ResponseReceived(message.id, message.output))
-            else:
-                self._events.append(
-                    self._ignored(f"answer to call {message.id}, which nobody waits for")
-                )
-        elif isinstance(message, NewEvent):
-            self._events.append(EventReceived(message.topic, message.payload))
-        else:
-            self._events.append(StateChanged(message.updates))
+                return ResponseReceived(message.id, message.output)
+            return self._ignored(f"answer to call {message.id}, which nobody waits for")
+        if isinstance(message, NewEvent):
+            return EventReceived(message.topic, message.payload)
+        return StateChanged(message.updates)
 
     def next_event(self) -> ClientSessionEvent | None:
         """The next event, or None."""

@@ -22,10 +22,9 @@ class ConnectionState(enum.Enum):
     CLOSED = "closed"  # finished cleanly (or refused); nothing more to read
     ERROR = "error"  # a protocol error, a peer that stopped reading or a lost socket ended it
 
-    @property
-    def ended(self) -> bool:
-        """True in the end states: nothing more is read or sent."""
-        return self in _ENDED
+    #: True in the end states (CLOSED, ERROR): nothing more is read or sent. A plain
+    #: attribute of each member (set below), not a property: it is read on every message.
+    ended: bool
 
 
 class Trigger(enum.Enum):
@@ -42,6 +41,9 @@ class Trigger(enum.Enum):
 
 
 _ENDED = frozenset({ConnectionState.CLOSED, ConnectionState.ERROR})
+for _member in ConnectionState:
+    _member.ended = _member in _ENDED
+del _member
 
 
 S, T = ConnectionState, Trigger
