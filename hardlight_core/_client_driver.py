@@ -189,8 +189,9 @@ class ClientDriver:
         return self.core
 
     def connect_failed(self, error: BaseException) -> BaseException:
-        """What a failed connect should raise: ``hardlight`` errors as they are, the rest
-        (refused TCP, TLS, timeouts) as :class:`ConnectError` with the address."""
+        """What a failed connect should raise: network failures (refused TCP, TLS, name
+        resolution, the connect timeout) as :class:`ConnectError` with the address; every
+        other error (``hardlight`` errors, a bug in the caller's code) as it is."""
         if self.phase is ClientPhase.CONNECTING:
             self._move("lost")
         self._open_gate(ClientNotConnected(f"connect to {self.address} failed"))
@@ -200,7 +201,9 @@ class ClientDriver:
         if isinstance(error, TimeoutError):
             timeout = self.config.connect_timeout
             return ConnectError(self.address, f"no connection within {timeout} s")
-        return ConnectError(self.address, error)
+        if isinstance(error, (OSError, EOFError)):  # ssl.SSLError is an OSError
+            return ConnectError(self.address, error)
+        return error
 
     def receive_data(self, data: bytes, now: float) -> bool:
         """Feed what the socket read (b"" at EOF); False once the connection is over."""

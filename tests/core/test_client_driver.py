@@ -172,6 +172,16 @@ def test_connect_failed_passes_hardlight_errors_through(error: HardLightError) -
     assert driver.connect_failed(error) is error
 
 
+@pytest.mark.parametrize("error", [NameError("typo in my code"), TypeError("bad"), KeyError("k")])
+def test_connect_failed_does_not_dress_a_programming_error_as_a_network_failure(
+    error: Exception,
+) -> None:
+    driver = ClientDriver(Counter, Settings())
+    driver.new_connection(Future())
+    assert driver.connect_failed(error) is error
+    assert driver.phase is ClientPhase.LOST  # the connection attempt is over all the same
+
+
 def test_connect_failed_after_a_disconnect_stays_idle() -> None:
     driver = ClientDriver(Counter, Settings(reconnect=ReconnectPolicy()))
     driver.new_connection(Future())
