@@ -12,16 +12,16 @@ import contextlib
 import logging
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, Generic, TypeVar, overload
+from typing import Any, TypeVar
 
 import anyio
 import anyio.abc
 import sniffio
 from anyio.streams.tls import TLSAttribute
 
-from hardlight_core import ClientCore, ClientDriver, EventDelivered, HardLightError
-from hardlight_core._client_driver import proxy_client, service_proxy
-from hardlight_support import CertificateMismatch, ChannelReader, ClientConfig
+from hardlight_core import ClientCore, EventDelivered, HardLightError
+from hardlight_core._client_driver import proxy_client
+from hardlight_support import CertificateMismatch, ChannelReader, ClientBase, ClientConfig
 
 __all__ = ["Client", "ReconnectHook", "Subscription", "client_class", "client_of", "connect"]
 
@@ -69,64 +69,24 @@ class Subscription(ChannelReader[EventDelivered]):
     subscription gets every event; it ends when the client disconnects."""
 
 
-class Client(Generic[S]):
+class Client(ClientBase[S]):
     """A HardLight client of one service on anyio (``await client.increment(1)``,
     untyped; ``client.proxy`` has the same calls typed as the service)."""
 
     def __init__(self, service: type[S], config: ClientConfig | None = None) -> None:
-        self.service = service
-        self.config = config or ClientConfig()
-        self._driver = ClientDriver(service, self.config)
-        self.spec = self._driver.spec
         self._stream: anyio.abc.ByteStream | None = None
         self._tg: anyio.abc.TaskGroup | None = None
         self._done: anyio.Event | None = None
         self._wake: anyio.Event | None = None
         self._reconnecting = False
-        self._proxy: S | None = None
-        for method in self.spec.methods:
-            if not hasattr(type(self), method.name):
-                setattr(self, method.name, self._make_method(method.name))
-
-    def _make_method(self, name: str) -> Any:
-        async def method(*args: Any, timeout: float | None = None, **kwargs: Any) -> Any:
-            return await self.call(name, *args, timeout=timeout, **kwargs)
-
-        method.__name__ = name
-        return method
-
-    def __getattr__(self, name: str) -> Any:
-        # only reached for names that are not there: the service's methods are set in
-        # __init__; this tells type checkers that ``client.get()`` exists (as Any)
-        raise AttributeError(
-            f"{type(self).__name__} of {self.__dict__.get('service', '?')!r} has no "
-            f"attribute {name!r}"
-        )
-
-    @property
-    def proxy(self) -> S:
-        """The service's methods on this client, typed as the service:
-        ``await client.proxy.get("a")`` (see :func:`connect`, ``with_timeout``)."""
-        if self._proxy is None:
-            self._proxy = service_proxy(self.service, self)
-        return self._proxy
+        super().__init__(service, config)
 
     def on_reconnect(self, hook: ReconnectHook) -> ReconnectHook:
-        """Run ``await hook(client)`` after each automatic reconnect, before any other
-        caller's call is sent: calls made meanwhile by other tasks wait until it returns
-        (their timeouts run). Re-subscribe there. One hook; returns it (a decorator)."""
-        self._driver.reconnect_hook = hook
+        """Run ``await hook(client)`` after each automatic reconnect, before any other caller's
+        call is sent (calls made meanwhile wait until it returns). Re-subscribe there.
+        One hook; returns it (a decorator)."""
+        self._set_reconnect_hook(hook)
         return hook
-
-    @property
-    def connected(self) -> bool:
-        """True while the connection is open."""
-        return self._driver.connected
-
-    @property
-    def events_dropped(self) -> int:
-        """Events refused because a subscriber's queue was full."""
-        return self._driver.events_dropped
 
     async def connect(self) -> None:
         """Open the connection (TCP, TLS, upgrade).
@@ -245,21 +205,9 @@ class Client(Generic[S]):
             driver.cancel_call(call_id, waiter)
             raise
 
-    @overload
-    def state(self) -> Any: ...
-    @overload
-    def state(self, state_type: type[T]) -> T: ...
-
-    def state(self, state_type: type[T] | None = None) -> Any:
-        """The mirror of this connection's server-side state; ``state(KvState)`` checks it
-        is a ``KvState`` and is typed so."""
-        if state_type is not None:
-            return self._driver.typed_state(state_type)
-        return self._driver.state
-
     def subscribe(self) -> Subscription:
         """The events the server sends from now on (each subscription gets every event)."""
-        return Subscription(self._driver.subscribe())
+        return Subscription(self._subscription_channel())
 
     async def _reader(self, core: ClientCore, stream: anyio.abc.ByteStream) -> None:
         driver = self._driver

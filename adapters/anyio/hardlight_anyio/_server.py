@@ -19,17 +19,20 @@ import anyio.abc
 import sniffio
 from anyio.streams.tls import TLSListener
 
-from hardlight_core import EventEmitter as CoreEventEmitter
 from hardlight_core import (
     HardLightError,
     ServerCore,
     ServerHooks,
     ServerSession,
-    TopicCreated,
-    TopicLike,
-    TopicRemoved,
 )
-from hardlight_support import ChannelReader, ServerConfig, StopSignals, loop_waker, signal_name
+from hardlight_support import (
+    AsyncEventEmitter,
+    AsyncTopicNotifier,
+    ServerConfig,
+    StopSignals,
+    loop_waker,
+    signal_name,
+)
 
 __all__ = ["EventEmitter", "Server", "TopicNotifier"]
 
@@ -38,20 +41,9 @@ log = logging.getLogger("hardlight")
 READ_SIZE = 65536
 
 
-class EventEmitter(CoreEventEmitter):
-    """Sends events of one type to topics, from application code (many may exist).
-
-    ``await emit(topic, event)`` (the natural form here) or ``emit_nowait(topic, event)``
-    (from synchronous code in the event loop); both queue at once and never block."""
-
-    async def emit(self, topic: TopicLike, event: Any) -> int:
-        """Queue ``event`` to every connection subscribed to ``topic``; returns how many."""
-        return self.emit_nowait(topic, event)
-
-
-class TopicNotifier(ChannelReader[TopicCreated | TopicRemoved]):
-    """``TopicCreated`` / ``TopicRemoved`` as they happen (an async iterator; bounded);
-    ``await recv()`` or ``await get(timeout)`` for one; ends when the server stops."""
+#: the async emitter and notifier, the same on every async adapter
+EventEmitter = AsyncEventEmitter
+TopicNotifier = AsyncTopicNotifier
 
 
 class _Connection:

@@ -24,7 +24,6 @@ from typing import Any
 import anyio
 import anyio.abc
 
-from hardlight_core import EventEmitter as CoreEventEmitter
 from hardlight_core import (
     HandshakeInfo,
     HardLightError,
@@ -32,9 +31,6 @@ from hardlight_core import (
     MessageConnection,
     ServerCore,
     ServerSession,
-    TopicCreated,
-    TopicLike,
-    TopicRemoved,
 )
 from hardlight_core._handshake import (
     SUBPROTOCOLS,
@@ -42,7 +38,7 @@ from hardlight_core._handshake import (
     header_value,
     parse_compression_level,
 )
-from hardlight_support import ChannelReader
+from hardlight_support import AsyncEventEmitter, AsyncTopicNotifier
 
 __all__ = ["EventEmitter", "HardLightApp", "TopicNotifier", "parse_compression_level"]
 
@@ -69,17 +65,9 @@ _feeding: contextvars.ContextVar[_Connection | None] = contextvars.ContextVar(
 )
 
 
-class EventEmitter(CoreEventEmitter):
-    """Sends events of one type to topics, from application code (many may exist)."""
-
-    async def emit(self, topic: TopicLike, event: Any) -> int:
-        """Queue ``event`` to every connection subscribed to ``topic``; returns how many."""
-        return self.emit_nowait(topic, event)
-
-
-class TopicNotifier(ChannelReader[TopicCreated | TopicRemoved]):
-    """``TopicCreated`` / ``TopicRemoved`` as they happen (an async iterator; bounded);
-    ``await recv()`` or ``await get(timeout)`` for one; ends when the app shuts down."""
+#: the async emitter and notifier, the same on every async adapter
+EventEmitter = AsyncEventEmitter
+TopicNotifier = AsyncTopicNotifier
 
 
 class _Connection:

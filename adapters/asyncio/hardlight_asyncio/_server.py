@@ -15,17 +15,20 @@ import socket
 from collections.abc import Callable, Coroutine
 from typing import Any, cast
 
-from hardlight_core import EventEmitter as CoreEventEmitter
 from hardlight_core import (
     Limits,
     ServerCore,
     ServerHooks,
     ServerSession,
-    TopicCreated,
-    TopicLike,
-    TopicRemoved,
 )
-from hardlight_support import ChannelReader, ServerConfig, StopSignals, loop_waker, signal_name
+from hardlight_support import (
+    AsyncEventEmitter,
+    AsyncTopicNotifier,
+    ServerConfig,
+    StopSignals,
+    loop_waker,
+    signal_name,
+)
 from hardlight_support.workers import notify_ready, reserve_port, run_workers
 
 from ._tls_socket import TLSListener, supports_socket_tls
@@ -38,20 +41,9 @@ log = logging.getLogger("hardlight")
 FLUSH_BYTES = 2048
 
 
-class EventEmitter(CoreEventEmitter):
-    """Sends events of one type to topics, from application code (many may exist).
-
-    ``await emit(topic, event)`` (the natural form here) or ``emit_nowait(topic, event)``
-    (from synchronous code on the loop); both queue at once and never block."""
-
-    async def emit(self, topic: TopicLike, event: Any) -> int:
-        """Queue ``event`` to every connection subscribed to ``topic``; returns how many."""
-        return self.emit_nowait(topic, event)
-
-
-class TopicNotifier(ChannelReader[TopicCreated | TopicRemoved]):
-    """``TopicCreated`` / ``TopicRemoved`` as they happen (an async iterator; bounded);
-    ``await recv()`` or ``await get(timeout)`` for one; ends when the server stops."""
+#: the async emitter and notifier, the same on every async adapter
+EventEmitter = AsyncEventEmitter
+TopicNotifier = AsyncTopicNotifier
 
 
 class _Connection(asyncio.Protocol):

@@ -6,18 +6,23 @@ The core (``hardlight_core``) decides everything and does no I/O; the adapters
 files, NATS subject names, stopping on SIGTERM/SIGINT) lives here, once.
 """
 
+from ._async_server import AsyncEventEmitter, AsyncTopicNotifier
 from ._blocking import BlockingChannelReader
 from ._channels import ChannelReader
+from ._client_base import ClientBase
 from ._config import ClientConfig, ServerConfig
 from ._signals import STOP_SIGNALS, StopSignals, loop_waker, signal_name
 from ._subjects import ORIGIN_HEADER, BusUnavailable, new_node_id, subject_topic, topic_subject
 from ._tls import CertificateMismatch, ClientTLS, ServerTLS, fingerprint_sha256
 
 __all__ = [
+    "AsyncEventEmitter",
+    "AsyncTopicNotifier",
     "BlockingChannelReader",
     "BusUnavailable",
     "CertificateMismatch",
     "ChannelReader",
+    "ClientBase",
     "ClientConfig",
     "ClientTLS",
     "ORIGIN_HEADER",

@@ -20,11 +20,11 @@ import threading
 import time
 from collections.abc import Callable, Coroutine, Iterator
 from concurrent.futures import Future
-from typing import Any, Generic, TypeVar, overload
+from typing import Any, TypeVar
 
-from hardlight_core import ClientDriver, EventDelivered, HardLightError
-from hardlight_core._client_driver import proxy_client, service_proxy
-from hardlight_support import BlockingChannelReader, CertificateMismatch, ClientConfig
+from hardlight_core import EventDelivered, HardLightError
+from hardlight_core._client_driver import proxy_client
+from hardlight_support import BlockingChannelReader, CertificateMismatch, ClientBase, ClientConfig
 
 from ._pump import SocketPump
 
@@ -53,70 +53,29 @@ class Subscription(BlockingChannelReader[EventDelivered]):
     Every subscription gets every event; it ends when the client disconnects."""
 
 
-class Client(Generic[S]):
+class Client(ClientBase[S]):
     """A blocking HardLight client of one service: ``Client(Counter, config)``.
 
     Has one blocking method per service method (``client.get()`` returns the value,
     untyped); ``run(client.proxy.get())`` is the same call, typed.
     """
 
+    _blocking_proxy = True
+
     def __init__(self, service: type[S], config: ClientConfig | None = None) -> None:
-        self.service = service
-        self.config = config or ClientConfig()
         self._lock = threading.RLock()
-        self._driver = ClientDriver(service, self.config)
-        self.spec = self._driver.spec
         self._pump: SocketPump | None = None
         self._reconnector: threading.Thread | None = None
-        self._proxy: S | None = None
-        for method in self.spec.methods:
-            if not hasattr(type(self), method.name):
-                setattr(self, method.name, self._make_method(method.name))
-
-    def _make_method(self, name: str) -> Any:
-        def method(*args: Any, timeout: float | None = None, **kwargs: Any) -> Any:
-            return self.call(name, *args, timeout=timeout, **kwargs)
-
-        method.__name__ = name
-        return method
-
-    def __getattr__(self, name: str) -> Any:
-        # only reached for names that are not there: the service's methods are set in
-        # __init__; this tells type checkers that ``client.get()`` exists (as Any)
-        raise AttributeError(
-            f"{type(self).__name__} of {self.__dict__.get('service', '?')!r} has no "
-            f"attribute {name!r}"
-        )
-
-    @property
-    def proxy(self) -> S:
-        """The service's methods on this client, typed as the service; each returns a
-        coroutine that :func:`run` completes with the blocking call:
-        ``run(client.proxy.get("a"))``."""
-        if self._proxy is None:
-            self._proxy = service_proxy(self.service, self, blocking=True)
-        return self._proxy
+        super().__init__(service, config, guard=self._lock)
 
     def on_reconnect(self, hook: ReconnectHook) -> ReconnectHook:
-        """Run ``hook(client)`` (in the reconnecting thread) after each automatic
-        reconnect, before any other thread's call is sent: calls made meanwhile by other
-        threads wait until it returns (their timeouts run). Re-subscribe there. One hook;
-        returns it (a decorator)."""
-        with self._lock:
-            self._driver.reconnect_hook = hook
+        """Run ``hook(client)`` after each automatic reconnect, before any other caller's
+        call is sent (calls made meanwhile wait until it returns). Re-subscribe there.
+        One hook; returns it (a decorator)."""
+        self._set_reconnect_hook(hook)
         return hook
 
     # -- connection ---------------------------------------------------------------------------
-
-    @property
-    def connected(self) -> bool:
-        """True while the connection is open."""
-        return self._driver.connected
-
-    @property
-    def events_dropped(self) -> int:
-        """Events refused because a subscriber's queue was full."""
-        return self._driver.events_dropped
 
     def connect(self) -> None:
         """Open the connection (TCP, TLS, upgrade).
@@ -231,23 +190,9 @@ class Client(Generic[S]):
             pump.wake()  # writes the call, and re-reads the timer for its timeout
         return future.result()
 
-    @overload
-    def state(self) -> Any: ...
-    @overload
-    def state(self, state_type: type[T]) -> T: ...
-
-    def state(self, state_type: type[T] | None = None) -> Any:
-        """The mirror of this connection's server-side state; ``state(KvState)`` checks it
-        is a ``KvState`` and is typed so."""
-        with self._lock:
-            if state_type is not None:
-                return self._driver.typed_state(state_type)
-            return self._driver.state
-
     def subscribe(self) -> Subscription:
         """The events the server sends from now on (each subscription gets every event)."""
-        with self._lock:
-            return Subscription(self._driver.subscribe(), self._lock)
+        return Subscription(self._subscription_channel(), self._lock)
 
     # -- reconnection ----------------------------------------------------------------------------
 
