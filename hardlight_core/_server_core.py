@@ -686,7 +686,8 @@ class ServerSession:
         try:
             bound = getattr(self.handler, method.name)
             coroutine = bound(*args)
-            if not isinstance(coroutine, Coroutine):
+            # the exact type first: isinstance against the Coroutine ABC is slow
+            if type(coroutine) is not types.CoroutineType and not isinstance(coroutine, Coroutine):
                 raise TypeError(
                     f"the handler's {method.name}() returned {type(coroutine).__name__}, "
                     "not a coroutine (declare it async def)"
