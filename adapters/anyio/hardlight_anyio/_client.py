@@ -207,7 +207,7 @@ class Client(ClientBase[S]):
 
     def subscribe(self) -> Subscription:
         """The events the server sends from now on (each subscription gets every event)."""
-        return Subscription(self._subscription_channel())
+        return Subscription(self._subscription_channel(), self._unsubscribe)
 
     async def _reader(self, core: ClientCore, stream: anyio.abc.ByteStream) -> None:
         driver = self._driver

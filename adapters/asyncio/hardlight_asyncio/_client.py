@@ -214,7 +214,7 @@ class Client(ClientBase[S]):
 
     def subscribe(self) -> Subscription:
         """The events the server sends from now on (each subscription gets every event)."""
-        return Subscription(self._subscription_channel())
+        return Subscription(self._subscription_channel(), self._unsubscribe)
 
     # -- moving bytes and time ----------------------------------------------------------------
 

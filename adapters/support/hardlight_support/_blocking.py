@@ -4,33 +4,35 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
-from typing import Generic, TypeVar
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 from hardlight_core import Channel
+
+from ._channels import ReaderBase
 
 __all__ = ["BlockingChannelReader"]
 
 T = TypeVar("T")
 
 
-class BlockingChannelReader(Generic[T]):
+class BlockingChannelReader(ReaderBase[T]):
     """A blocking iterator over a bounded channel the core fills (``get(timeout)`` for one
-    item); ends when the channel is closed. ``lock`` is the lock the filling thread holds."""
+    item); ends when the channel is closed. ``lock`` is the lock the filling thread holds.
+    ``with``/``close()`` (or dropping it) stops it."""
 
-    def __init__(self, channel: Channel[T], lock: threading.RLock | None = None) -> None:
-        self._channel = channel
+    def __init__(
+        self,
+        channel: Channel[T],
+        lock: threading.RLock | None = None,
+        on_close: Callable[[Channel[T]], Any] | None = None,
+    ) -> None:
         self._ready = threading.Condition(lock or threading.RLock())
-        channel.on_put = self._wake
+        super().__init__(channel, on_close)
 
     def _wake(self) -> None:
         with self._ready:
             self._ready.notify_all()
-
-    @property
-    def dropped(self) -> int:
-        """Items refused because the queue was full."""
-        return self._channel.dropped
 
     def recv(self) -> T | None:
         """The next item, waiting as long as it takes; None once the channel is closed and

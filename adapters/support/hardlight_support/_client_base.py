@@ -117,3 +117,8 @@ class ClientBase(Generic[S]):
     def _subscription_channel(self) -> Channel[EventDelivered]:
         with self._guard:
             return self._driver.subscribe()
+
+    def _unsubscribe(self, channel: Channel[EventDelivered]) -> None:
+        """A subscription was closed or dropped: it stops receiving."""
+        with self._guard:
+            self._driver.unsubscribe(channel)

@@ -192,7 +192,7 @@ class Client(ClientBase[S]):
 
     def subscribe(self) -> Subscription:
         """The events the server sends from now on (each subscription gets every event)."""
-        return Subscription(self._subscription_channel(), self._lock)
+        return Subscription(self._subscription_channel(), self._lock, self._unsubscribe)
 
     # -- reconnection ----------------------------------------------------------------------------
 
