@@ -59,7 +59,8 @@ class ReaderBase(Generic[T]):
 
     def __del__(self) -> None:
         if self._on_close is not None:
-            try:
+            # not contextlib.suppress: at interpreter exit module globals may be gone
+            try:  # noqa: SIM105
                 self.close()
             except Exception:
                 pass
