@@ -72,7 +72,9 @@ def test_hardlight_workloads_report_every_figure() -> None:
 
 
 def test_picows_peer_workloads_report_every_figure() -> None:
-    pytest.importorskip("picows")
+    pytest.importorskip(
+        "picows", reason="picows is in the bench extra: pip install -e '.[test,bench]'"
+    )
 
     async def main() -> dict[str, Any]:
         with tempfile.TemporaryDirectory() as tmp_name:
@@ -196,7 +198,9 @@ def test_floor_and_targets() -> None:
     assert verdicts["connections_100x10_vs_picows_at_least"] is True  # 1.11
     text = run.table(results)
     assert "hardlight-asyncio-l6" in text and "subscribers_1000_level_6" in text
-    pytest.importorskip("matplotlib")
+    pytest.importorskip(
+        "matplotlib", reason="matplotlib (the chart) is in the bench extra: pip install -e '.[bench]'"
+    )
     with tempfile.TemporaryDirectory() as tmp_name:
         png = Path(tmp_name) / "results.png"
         assert run.chart(results, png)
