@@ -199,7 +199,7 @@ def test_floor_and_targets() -> None:
     text = run.table(results)
     assert "hardlight-asyncio-l6" in text and "subscribers_1000_level_6" in text
     pytest.importorskip(
-        "matplotlib", reason="matplotlib (the chart) is in the bench extra: pip install -e '.[bench]'"
+        "matplotlib", reason="matplotlib (the chart) is in the bench extra: pip install '.[bench]'"
     )
     with tempfile.TemporaryDirectory() as tmp_name:
         png = Path(tmp_name) / "results.png"
