@@ -21,7 +21,13 @@ from anyio.streams.tls import TLSAttribute
 
 from hardlight_core import ClientCore, EventDelivered, HardLightError
 from hardlight_core._client_driver import proxy_client
-from hardlight_support import CertificateMismatch, ChannelReader, ClientBase, ClientConfig
+from hardlight_support import (
+    CertificateMismatch,
+    ChannelReader,
+    ClientBase,
+    ClientConfig,
+    reconnect_with_backoff,
+)
 
 __all__ = ["Client", "ReconnectHook", "Subscription", "client_class", "client_of", "connect"]
 
@@ -238,31 +244,13 @@ class Client(ClientBase[S]):
         self._reconnecting = True
         try:
             await self._close_tasks()
-            for delay in self._driver.reconnect_delays():
-                await anyio.sleep(delay)
-                try:
-                    await self.connect()
-                except (OSError, HardLightError, CertificateMismatch) as exc:
-                    self._driver.reconnect_failed(exc)
-                    continue
-                await self._run_hook()
+            await reconnect_with_backoff(self, self.connect, self._wake_writer)
         finally:
             self._reconnecting = False
 
-    async def _run_hook(self) -> None:
-        driver = self._driver
-        hook = driver.reconnect_hook
-        if hook is None or not driver.hook_pending:
-            return
-        token = driver.enter_hook()
-        try:
-            await hook(self)
-        except Exception:
-            log.exception("the reconnect hook of the client of %s raised", driver.address)
-        finally:
-            driver.leave_hook(token)
-            if self._wake is not None:
-                self._wake.set()  # send the calls held while it ran
+    def _wake_writer(self) -> None:
+        if self._wake is not None:
+            self._wake.set()
 
     async def _writer(self, core: ClientCore, stream: anyio.abc.ByteStream) -> None:
         while True:

@@ -15,7 +15,12 @@ from typing import Any, TypeVar, cast
 
 from hardlight_core import EventDelivered, HardLightError
 from hardlight_core._client_driver import proxy_client
-from hardlight_support import CertificateMismatch, ChannelReader, ClientBase, ClientConfig
+from hardlight_support import (
+    ChannelReader,
+    ClientBase,
+    ClientConfig,
+    reconnect_with_backoff,
+)
 
 from ._tls_socket import open_tls_connection, supports_socket_tls
 
@@ -257,30 +262,9 @@ class Client(ClientBase[S]):
 
     async def _reconnect(self) -> None:
         try:
-            for delay in self._driver.reconnect_delays():
-                await asyncio.sleep(delay)
-                try:
-                    await self.connect()
-                except (OSError, HardLightError, CertificateMismatch) as exc:
-                    self._driver.reconnect_failed(exc)
-                    continue
-                await self._run_hook()
+            await reconnect_with_backoff(self, self.connect, self._flush)
         finally:
             self._reconnect_task = None
-
-    async def _run_hook(self) -> None:
-        driver = self._driver
-        hook = driver.reconnect_hook
-        if hook is None or not driver.hook_pending:
-            return
-        token = driver.enter_hook()
-        try:
-            await hook(self)
-        except Exception:
-            log.exception("the reconnect hook of the client of %s raised", driver.address)
-        finally:
-            driver.leave_hook(token)
-            self._flush()  # the calls held while it ran
 
 
 @contextlib.asynccontextmanager

@@ -6,6 +6,7 @@ The core (``hardlight_core``) decides everything and does no I/O; the adapters
 files, NATS subject names, stopping on SIGTERM/SIGINT) lives here, once.
 """
 
+from ._async_client import reconnect_with_backoff
 from ._async_server import AsyncEventEmitter, AsyncTopicNotifier
 from ._blocking import BlockingChannelReader
 from ._channels import ChannelReader
@@ -33,6 +34,7 @@ __all__ = [
     "fingerprint_sha256",
     "loop_waker",
     "new_node_id",
+    "reconnect_with_backoff",
     "signal_name",
     "subject_topic",
     "topic_subject",
