@@ -30,6 +30,7 @@ import logging
 from collections.abc import Callable, Iterator
 from typing import Any, Protocol, TypeVar
 
+from ._calls import MAX_CALLS_IN_FLIGHT
 from ._channel import Channel
 from ._client_core import (
     CallOutcome,
@@ -48,6 +49,7 @@ from ._errors import (
     EncodeError,
     HardLightError,
     LocalProtocolError,
+    TooManyCallsInFlight,
 )
 from ._service import MethodSpec, ServiceSpec
 
@@ -347,6 +349,11 @@ class ClientDriver:
                 self.spec.encode_call(method, *args)
             except Exception as exc:
                 raise ClientEncodeError(f"{method}{args!r}: {exc}") from exc
+            if len(self._held) + core.connection.calls_in_flight >= MAX_CALLS_IN_FLIGHT:
+                # the held calls go out when the hook returns: 256 is the wire's bound
+                raise TooManyCallsInFlight(
+                    f"{MAX_CALLS_IN_FLIGHT} calls already wait for the reconnect hook or an answer"
+                )
             self._held.append(_Pending(waiter, method, deadline, timeout, args))
             self._note_deadline(deadline)
             return -1

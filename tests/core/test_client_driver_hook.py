@@ -242,3 +242,18 @@ def test_a_blocking_proxy_calls_when_first_resumed_without_an_event_loop() -> No
     with pytest.raises(StopIteration) as done:
         coroutine.send(None)
     assert done.value.value == ("increment", (5,), None)
+
+
+def test_calls_held_for_the_hook_are_bounded_by_the_wires_256() -> None:
+    from hardlight_core import TooManyCallsInFlight
+
+    driver, server = reconnected()
+    assert driver.hook_pending  # the gate is up until the hook has run
+    waiters: list[Future[Any]] = [Future() for _ in range(256)]
+    for waiter in waiters:
+        assert driver.start_call("get", (), waiter, 0.0) == -1  # held
+    with pytest.raises(TooManyCallsInFlight):
+        driver.start_call("get", (), Future(), 0.0)
+    token = driver.enter_hook()
+    driver.leave_hook(token)  # the hook ran: the held calls go out, all 256
+    assert len(sent_calls(driver, server)) == 256
