@@ -107,3 +107,23 @@ def running(adapter: str, config: ServerConfig, handler: type[Any]) -> Iterator[
     finally:
         if not stopped:
             server.stop()
+
+
+def pinned_config(server: RunningServer, wait: float = 10.0, **options: Any) -> Any:
+    """A client config trusting exactly this server's certificate, with bounded waits."""
+    from hardlight_support import ClientConfig
+
+    fingerprint = server.config.fingerprint
+    assert fingerprint is not None
+    return ClientConfig.pinned(
+        f"localhost:{server.port}", fingerprint, call_timeout=wait, connect_timeout=wait, **options
+    )
+
+
+def run_bounded(coro: Any, seconds: float = 30.0) -> Any:
+    """``asyncio.run(coro)``, failing after ``seconds`` instead of hanging a test."""
+
+    async def bounded() -> Any:
+        return await asyncio.wait_for(coro, seconds)
+
+    return asyncio.run(bounded())

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hl_harness import SERVER_RUNTIMES, RunningServer
+from hl_harness import SERVER_RUNTIMES, RunningServer, pinned_config, run_bounded
 
 from hardlight_asyncio import Client
 from hardlight_core import (
@@ -115,18 +115,11 @@ def bank_server(request: pytest.FixtureRequest) -> Iterator[RunningServer]:
 
 
 def _config(server: RunningServer) -> ClientConfig:
-    fingerprint = server.config.fingerprint
-    assert fingerprint is not None
-    return ClientConfig.pinned(
-        f"localhost:{server.port}", fingerprint, call_timeout=WAIT, connect_timeout=WAIT
-    )
+    return pinned_config(server, WAIT)  # type: ignore[no-any-return]
 
 
 def _run(coro: Awaitable[Any]) -> Any:
-    async def bounded() -> Any:
-        return await asyncio.wait_for(coro, WAIT * 3)
-
-    return asyncio.run(bounded())
+    return run_bounded(coro, WAIT * 3)
 
 
 def test_returned_and_raised_app_errors_reach_the_client_typed(

@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 import anyio
 import msgspec
 import pytest
-from hl_harness import SERVER_RUNTIMES, RunningServer
+from hl_harness import SERVER_RUNTIMES, RunningServer, pinned_config, run_bounded
 
 from hardlight_asyncio import Client
 from hardlight_core import HandlerPanicked, Limits, ServerEncodeError, i64, u32
@@ -144,18 +144,11 @@ def kv_server(runtime: str) -> Iterator[RunningServer]:
 
 
 def _config(server: RunningServer) -> ClientConfig:
-    fingerprint = server.config.fingerprint
-    assert fingerprint is not None
-    return ClientConfig.pinned(
-        f"localhost:{server.port}", fingerprint, call_timeout=WAIT, connect_timeout=WAIT
-    )
+    return pinned_config(server, WAIT)  # type: ignore[no-any-return]
 
 
 def _run(coro: Awaitable[Any]) -> Any:
-    async def bounded() -> Any:
-        return await asyncio.wait_for(coro, WAIT * 3)
-
-    return asyncio.run(bounded())
+    return run_bounded(coro, WAIT * 3)
 
 
 def _eventually(predicate: Callable[[], bool], what: str) -> None:

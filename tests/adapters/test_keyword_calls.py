@@ -9,7 +9,7 @@ from typing import Any
 
 import anyio
 import pytest
-from hl_harness import ADAPTERS, RunningServer
+from hl_harness import ADAPTERS, RunningServer, pinned_config
 
 import hardlight_anyio
 import hardlight_asyncio
@@ -38,9 +38,7 @@ def server() -> Iterator[RunningServer]:
 
 
 def _config(server: RunningServer) -> ClientConfig:
-    fingerprint = server.config.fingerprint
-    assert fingerprint is not None
-    return ClientConfig.pinned(f"localhost:{server.port}", fingerprint, call_timeout=10.0)
+    return pinned_config(server)  # type: ignore[no-any-return]
 
 
 async def _async_calls(client: Any) -> list[Any]:
