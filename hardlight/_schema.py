@@ -51,11 +51,12 @@ import keyword
 import sys
 import types
 import typing
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import msgspec
 
 from hardlight_core import Handler, Service, ServiceSpec, Variant, codec_for, encode
+from hardlight_core._codec import _struct_hints  # the codec's own reading of a struct
 from hardlight_core._types import ArrayLen, BoxMarker, CharMarker, Err, Float, Int, Ok, Some
 
 __all__ = [
@@ -84,28 +85,6 @@ def rust_name(name: str) -> str:
 
 def _is_union(tp: Any) -> bool:
     return typing.get_origin(tp) in (typing.Union, types.UnionType)
-
-
-def _subst(h: Any, mapping: dict[Any, Any]) -> Any:
-    if isinstance(h, TypeVar):
-        return mapping.get(h, h)
-    params = getattr(h, "__parameters__", ())
-    if params:
-        return h[tuple(mapping.get(p, p) for p in params)]
-    return h
-
-
-def _struct_fields(tp: Any) -> tuple[type, list[str], list[Any]]:
-    origin = typing.get_origin(tp)
-    cls = origin if origin is not None else tp
-    hints = typing.get_type_hints(cls, include_extras=True)
-    names = list(cls.__struct_fields__)
-    hs = [hints[n] for n in names]
-    params = getattr(cls, "__parameters__", ())
-    if origin is not None and params:
-        mapping = dict(zip(params, typing.get_args(tp), strict=False))
-        hs = [_subst(h, mapping) for h in hs]
-    return cls, names, hs
 
 
 def _alias_name(union: Any, variants: list[Any]) -> str | None:
@@ -213,7 +192,7 @@ class SchemaBuilder:
             elif len(rest) == 1:
                 inner = self.type_of(rest[0], name_hint)
             elif all(isinstance(a, type) and issubclass(a, Variant) for a in rest):
-                union = typing.Union[tuple(rest)]  # noqa: UP007
+                union: Any = typing.Union[tuple(rest)]  # noqa: UP007
                 inner = self._variant_enum(rest, name_hint or _alias_name(union, rest))
             else:
                 raise TypeError(f"unsupported union {tp!r}")
@@ -232,7 +211,7 @@ class SchemaBuilder:
         return [[rust_name(n), self.type_of(h)] for n, h in zip(names, hints, strict=True)]
 
     def _struct(self, tp: Any) -> JSON:
-        cls, names, hints = _struct_fields(tp)
+        cls, names, hints = _struct_hints(tp)
         base = cls.__name__
         if typing.get_origin(tp) is not None:
             base += "_" + "_".join(_plain_name(a) for a in typing.get_args(tp))
@@ -257,7 +236,7 @@ class SchemaBuilder:
         if not done:
             out = []
             for tag, v in enumerate(variants):
-                cls, names, hints = _struct_fields(v)
+                cls, names, hints = _struct_hints(v)
                 body = {"fields": self._fields(names, hints)} if names else None
                 out.append([cls.__name__, body, tag])
             self.types[name] = {"enum": name, "variants": out}
@@ -322,7 +301,7 @@ def build_schema(target: type[Any], event: Any = None, event_name: str | None = 
     state: JSON = None
     state_type = spec.state_type
     if state_type is not None:
-        _cls, names, hints = _struct_fields(state_type)
+        _cls, names, hints = _struct_hints(state_type)
         try:
             default = state_type()
         except TypeError as exc:
