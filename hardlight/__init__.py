@@ -17,7 +17,14 @@ Subcommands run as ``python -m hardlight <command>``:
 
 from hardlight_core import *  # noqa: F403
 from hardlight_core import __all__ as _core_all
-from hardlight_support import CertificateMismatch, ClientConfig, ClientTLS, ServerConfig, ServerTLS
+from hardlight_support import (
+    CertificateMismatch,
+    ClientConfig,
+    ClientTLS,
+    ServerConfig,
+    ServerTLS,
+    fingerprint_sha256,
+)
 
 __all__ = [
     *_core_all,
@@ -26,4 +33,5 @@ __all__ = [
     "ClientTLS",
     "ServerConfig",
     "ServerTLS",
+    "fingerprint_sha256",
 ]

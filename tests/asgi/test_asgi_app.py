@@ -259,6 +259,25 @@ def test_256_calls_in_flight(kind: str, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("kind", HL2_SERVERS)
+def test_hooks_see_calls_with_their_durations(kind: str, tmp_path: Path) -> None:
+    from hardlight_core import CallInfo, ServerHooks
+
+    ended: list[CallInfo] = []
+    app = HardLightApp(ProbeHandler)
+    app.core.add_hooks(ServerHooks(on_call_end=ended.append))
+
+    async def flow(config: ClientConfig) -> None:
+        async with hardlight_asyncio.Client(Probe, config) as client:
+            assert await client.wait(30) == 30
+
+    with serving(app, kind, tmp_path) as server:
+        asyncio.run(flow(_config(server)))
+    (info,) = [i for i in ended if i.method == "wait"]
+    assert info.outcome == "ok"
+    assert info.duration is not None and info.duration >= 0.02  # the app set the clock
+
+
+@pytest.mark.parametrize("kind", HL2_SERVERS)
 def test_refusals_reach_the_client(kind: str, tmp_path: Path) -> None:
     seen: list[HandshakeInfo] = []
 

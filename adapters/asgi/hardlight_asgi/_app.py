@@ -222,6 +222,7 @@ class HardLightApp:
         )
         self.core.spawn = _spawn
         self.core.on_output = _output_ready
+        self.core.clock = anyio.current_time  # durations in the logs and hooks
         self.shutdown_grace = shutdown_grace
         self._stopped = False
 
