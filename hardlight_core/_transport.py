@@ -493,14 +493,18 @@ class ClientTransport(_Transport):
             self._start_frames(bytes(trailing))
             return
         if isinstance(event, h11.Response):
-            # the reason is in the body (our servers put it there): read it to its end
+            # our servers put the reason in a body with a length: read it to its end. The
+            # reference answers with no length and keeps the socket open, so a body without
+            # one is not waited for (it would end only at EOF).
             self._refusal = (event.status_code, event.reason.decode("latin-1"))
-            self._read_refusal_body()
+            framed = any(k in (b"content-length", b"transfer-encoding") for k, _ in event.headers)
+            self._read_refusal_body(wait=framed)
             return
         self._fail(RemoteProtocolError(f"unexpected answer to the upgrade: {event!r}"), send=False)
 
-    def _read_refusal_body(self) -> None:
-        """Collect the refusal's body (at most 1 KiB) until its end, then report it."""
+    def _read_refusal_body(self, wait: bool = True) -> None:
+        """Collect the refusal's body (at most 1 KiB) until its end, then report it; with
+        ``wait`` False, report with what is here already."""
         try:
             while True:
                 event = self._http.next_event()
@@ -509,7 +513,9 @@ class ClientTransport(_Transport):
                     if sum(map(len, self._refusal_body)) > 1024:
                         break
                 elif event is h11.NEED_DATA:
-                    return  # more of the body to come (or EOF, or the handshake timeout)
+                    if wait:
+                        return  # more of the body to come (or EOF, or the handshake timeout)
+                    break
                 else:
                     break
         except h11.RemoteProtocolError:

@@ -595,3 +595,24 @@ def test_ended_connections_have_no_timer() -> None:
     assert server.get_timer() is None
     server.handle_timer(1e9)  # nothing happens, nothing raises
     assert events(server)[-1].code == 1006
+
+
+def test_the_references_refusals_are_reported_at_once() -> None:
+    # the Rust reference refuses with a 400 that has no length and no body, on a socket it
+    # keeps open: waiting for that body would wait until the handshake timeout
+    from hardlight_conformance._data import load_json, traffic_dir
+
+    recorded = load_json(traffic_dir() / "handshake_failures.decoded.json")["connections"]
+    refusals = [
+        c["http_response"]["raw"]
+        for c in recorded
+        if (c.get("http_response") or {}).get("raw", "").startswith("HTTP/1.1 4")
+    ]
+    assert refusals
+    for raw in refusals:
+        client = ClientTransport("h", random_bytes=_keys)
+        client.data_to_send()
+        client.receive_data(raw.encode("latin-1"), 0.0)
+        refused, closed = events(client)
+        assert isinstance(refused, HandshakeRefused) and refused.status_code == 400
+        assert isinstance(closed, ConnectionClosed) and client.state is CLOSED
