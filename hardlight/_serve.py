@@ -101,6 +101,13 @@ def add_parser(subparsers: Any) -> None:
         "(default 1; not with --adapter trio)",
     )
     p.add_argument(
+        "--authenticate",
+        metavar="MODULE:FUNCTION",
+        help="call FUNCTION(info) on every upgrade (info.header('authorization'), info.path, "
+        "...): raise hardlight.Refuse(reason, status) to refuse; what it returns is the "
+        "handler's self.auth",
+    )
+    p.add_argument(
         "--allowed-origin",
         action="append",
         metavar="ORIGIN",
@@ -111,9 +118,35 @@ def add_parser(subparsers: Any) -> None:
 
 def load_handler(spec: str) -> type[Any]:
     """Import ``package.module:Handler`` and check it is a servable Handler class."""
+    obj = _load_object(spec, "Handler")
+    if not inspect.isclass(obj) or not issubclass(obj, Handler):
+        what = f"the class {obj.__name__}" if inspect.isclass(obj) else type(obj).__name__
+        hint = ""
+        if inspect.isclass(obj) and issubclass(obj, Service):
+            hint = "; it is a Service: serve its handler, class MyHandler(Service, Handler)"
+        raise ServeError(f"{spec} is not a Handler subclass (it is {what}){hint}")
+    if not issubclass(obj, Service):
+        raise ServeError(f"{spec} implements no Service: subclass a Service and Handler")
+    try:
+        ServiceSpec.of(obj)
+    except Exception as exc:
+        raise ServeError(f"{spec}: {exc}") from exc
+    return obj
+
+
+def load_callable(spec: str) -> Any:
+    """Import ``package.module:function`` (the ``--authenticate`` hook) and check it can
+    be called."""
+    obj = _load_object(spec, "function")
+    if not callable(obj):
+        raise ServeError(f"{spec} is not callable (it is {type(obj).__name__})")
+    return obj
+
+
+def _load_object(spec: str, kind: str) -> Any:
     module_name, sep, attr = spec.partition(":")
     if not sep or not module_name or not attr:
-        raise ServeError(f"expected package.module:Handler, got {spec!r}")
+        raise ServeError(f"expected package.module:{kind}, got {spec!r}")
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
@@ -131,18 +164,6 @@ def load_handler(spec: str) -> type[Any]:
         if not hasattr(obj, part):
             raise ServeError(f"module {module_name!r} has no attribute {attr!r}")
         obj = getattr(obj, part)
-    if not inspect.isclass(obj) or not issubclass(obj, Handler):
-        what = f"the class {obj.__name__}" if inspect.isclass(obj) else type(obj).__name__
-        hint = ""
-        if inspect.isclass(obj) and issubclass(obj, Service):
-            hint = "; it is a Service: serve its handler, class MyHandler(Service, Handler)"
-        raise ServeError(f"{spec} is not a Handler subclass (it is {what}){hint}")
-    if not issubclass(obj, Service):
-        raise ServeError(f"{spec} implements no Service: subclass a Service and Handler")
-    try:
-        ServiceSpec.of(obj)
-    except Exception as exc:
-        raise ServeError(f"{spec}: {exc}") from exc
     return obj
 
 
@@ -178,6 +199,8 @@ def _config(args: argparse.Namespace) -> ServerConfig:
         options["max_connections"] = args.max_connections
     if args.allowed_origin:
         options["allowed_origins"] = frozenset(args.allowed_origin)
+    if args.authenticate:
+        options["authenticate"] = load_callable(args.authenticate)
     if not 0 <= args.port < 65536:
         raise ServeError(f"--port {args.port}: not a port")
     return ServerConfig(host=args.host, port=args.port, tls=tls, plaintext=tls is None, **options)

@@ -214,3 +214,49 @@ def test_a_port_in_use_is_a_clear_error(
 def test_schema_still_works(here: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["schema", "slowsvc:Slow"]) == 0
     assert '"slow"' in capsys.readouterr().out
+
+
+AUTH_MODULE = """
+from hardlight import Refuse
+
+
+def check_token(info):
+    if info.header("authorization") != "Bearer s3cret":
+        raise Refuse("a valid token, please", 401)
+    return "alice"
+"""
+
+
+def test_serve_with_an_authenticate_hook(workdir: Path, processes: list[Process]) -> None:
+    from hardlight_core import ConnectionRefused
+
+    (workdir / "gate.py").write_text(AUTH_MODULE)
+    proc = _serve(
+        workdir, processes, "--self-signed", "--port=0", "--authenticate=gate:check_token"
+    )
+    port = _listening(proc)
+    fingerprint = proc.expect("fingerprint ").split()[1]
+    tls = ClientTLS.pinned(fingerprint)
+    with pytest.raises(ConnectionRefused) as refused:
+        _connect(f"127.0.0.1:{port}", tls)
+    assert (refused.value.status_code, refused.value.reason) == (401, "a valid token, please")
+    config = ClientConfig(
+        address=f"127.0.0.1:{port}",
+        tls=tls,
+        headers={"Authorization": "Bearer s3cret"},
+        call_timeout=20.0,
+        connect_timeout=10.0,
+    )
+    with hardlight_threads.Client(Slow, config) as client:
+        assert client.call("echo", 9) == 9
+
+
+def test_a_bad_authenticate_hook_is_a_clear_error(
+    here: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (here / "gate.py").write_text("NOT_CALLABLE = 3\n")
+    args = ["serve", "slowsvc:SlowHandler", "--self-signed", "--port=0"]
+    assert main([*args, "--authenticate=gate:NOT_CALLABLE"]) == 2
+    assert "gate:NOT_CALLABLE is not callable (it is int)" in capsys.readouterr().err
+    assert main([*args, "--authenticate=gate:missing"]) == 2
+    assert "module 'gate' has no attribute 'missing'" in capsys.readouterr().err
