@@ -23,6 +23,9 @@ class Limits:
     - ``idle_timeout``: with nothing received for this long a ping is sent; with nothing
       for twice as long the connection is closed (1011 is not used: it is dropped).
     - ``close_timeout``: time the peer has to answer our close frame, 5 s.
+    - ``max_pending_handshakes``: sockets a server holds that have not finished their
+      upgrade, 1,000; one more is closed at once (a flood of idle sockets cannot hold the
+      server's memory and file descriptors for the whole handshake timeout).
     """
 
     max_message_size: int = 1024 * 1024
@@ -32,3 +35,4 @@ class Limits:
     handshake_timeout: float = 10.0
     idle_timeout: float = 60.0
     close_timeout: float = 5.0
+    max_pending_handshakes: int = 1000

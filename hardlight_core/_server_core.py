@@ -286,8 +286,17 @@ class ServerCore:
 
     # -- connections -------------------------------------------------------------------------
 
+    def may_accept(self) -> bool:
+        """Whether a new socket may be taken: False (close it at once) when
+        ``Limits.max_pending_handshakes`` sockets are still in their handshake."""
+        pending = len(self.sessions) - self._open_sessions
+        if pending < self.limits.max_pending_handshakes:
+            return True
+        log.debug("refused a socket: %d handshakes pending", pending)
+        return False
+
     def open_session(self) -> ServerSession:
-        """A new connection (its handshake not yet read)."""
+        """A new connection (its handshake not yet read); check :meth:`may_accept` first."""
         session = ServerSession(self, ServerConnection(limits=self.limits))
         self.sessions.add(session)
         return session

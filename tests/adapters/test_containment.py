@@ -377,3 +377,40 @@ def test_struct_of_frames_helper_is_consistent() -> None:
     (frame,) = reader.feed(_masked(0x9, b"abc"))
     assert frame.payload == b"abc"
     assert struct.calcsize(">H") == 2
+
+
+def test_sockets_over_the_pending_handshake_bound_are_closed_at_once(runtime: str) -> None:
+    limits = Limits(handshake_timeout=30.0, max_pending_handshakes=2)
+    config = ServerConfig.self_signed("localhost:0", limits=limits)
+    server = RunningServer(runtime, config, KvHandler)
+    idle: list[socket.socket] = []
+    try:
+        for _ in range(2):  # TLS, then never an upgrade: they hold the two places
+            idle.append(_tls_socket(server))
+        _eventually(lambda: server.connection_count == 2, "the idle sockets were not taken")
+        started = time.monotonic()
+        closed = False
+        try:
+            extra = _tls_socket(server)
+            extra.settimeout(5.0)
+            closed = extra.recv(1) == b""
+            extra.close()
+        except TimeoutError:
+            closed = False  # still open after 5 s: kept
+        except (OSError, ssl.SSLError):
+            closed = True  # closed before or during TLS
+        assert closed, "a socket over the bound was kept"
+        assert time.monotonic() - started < 5.0  # not the 30 s handshake timeout
+        for sock in idle:
+            sock.close()
+        _eventually(lambda: server.connection_count == 0, "the idle sockets stayed counted")
+
+        async def call() -> u32:
+            async with Client(Kv, _config(server)) as client:
+                return await client.get()  # type: ignore[no-any-return]
+
+        assert _run(call()) == 0  # room again
+    finally:
+        for sock in idle:
+            sock.close()
+        server.stop(1.0)

@@ -231,6 +231,9 @@ class Server:
                     await listener.aclose()
 
     async def _handle(self, stream: anyio.abc.ByteStream) -> None:
+        if not self.core.may_accept():
+            await anyio.aclose_forcefully(stream)  # over the pending-handshake bound
+            return
         await _Connection(self, stream).serve()
 
     async def serve_forever(self) -> None:

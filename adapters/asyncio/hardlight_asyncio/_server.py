@@ -169,6 +169,13 @@ class _Connection(asyncio.Protocol):
             self.transport.abort()
 
 
+class _Turnaway(asyncio.Protocol):
+    """A socket over the pending-handshake bound: closed at once."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        cast(asyncio.Transport, transport).abort()
+
+
 class Server:
     """A HardLight server on asyncio: ``Server(config, HandlerClass)``."""
 
@@ -259,7 +266,7 @@ class Server:
             limits = self.config.limits or Limits()
             self._server = await TLSListener.bind(
                 self._loop,
-                lambda: _Connection(self),
+                self._new_connection,
                 self.config.host,
                 self.config.port,
                 ssl_context,
@@ -269,7 +276,7 @@ class Server:
             )
         else:
             self._server = await self._loop.create_server(
-                lambda: _Connection(self),
+                self._new_connection,
                 self.config.host,
                 self.config.port,
                 ssl=ssl_context,
@@ -386,6 +393,11 @@ class Server:
         await self.stop()
 
     # -- core hooks ------------------------------------------------------------------------
+
+    def _new_connection(self) -> asyncio.Protocol:
+        if not self.core.may_accept():
+            return _Turnaway()
+        return _Connection(self)
 
     def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> Any:
         return self._loop.create_task(coroutine).cancel

@@ -247,6 +247,12 @@ class Server:
                 break
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            with self.lock:
+                accept = self.core.may_accept()
+            if not accept:  # over the pending-handshake bound
+                with contextlib.suppress(OSError):
+                    sock.close()
+                continue
             _Connection(self, sock, peer).thread.start()
 
     def stop(self, grace: float | None = None) -> None:
