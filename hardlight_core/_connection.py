@@ -75,7 +75,7 @@ class _Connection:
     def receive_data(self, data: bytes, now: float | None = None) -> None:
         """Feed bytes read from the socket; ``b""`` means the peer closed (EOF)."""
         self.transport.receive_data(data, now)
-        self._pump()
+        self._take_transport_events()
 
     def next_event(self) -> Event | None:
         """The next event, or None when more data is needed."""
@@ -93,7 +93,7 @@ class _Connection:
     def send_failed(self) -> None:
         """The adapter could not write what it was given: the connection is lost."""
         self.transport.send_failed()
-        self._pump()
+        self._take_transport_events()
 
     def fail(self, error: ProtocolError) -> None:
         """Close because of ``error``, found above the transport (its close code is sent)."""
@@ -103,7 +103,7 @@ class _Connection:
     def close(self, code: int = 1000, reason: str = "", now: float | None = None) -> None:
         """Start the close handshake (or end a connection still in its handshake)."""
         self.transport.close(code, reason, now)
-        self._pump()
+        self._take_transport_events()
 
     def get_timer(self) -> float | None:
         """When :meth:`handle_timer` should run next."""
@@ -112,15 +112,12 @@ class _Connection:
     def handle_timer(self, now: float) -> None:
         """Act on deadlines that passed (handshake, keep-alive, idle, close)."""
         self.transport.handle_timer(now)
-        self._pump()
+        self._take_transport_events()
 
     # -- joining the layers ---------------------------------------------------------------
 
-    def _pump(self) -> None:
-        """Move transport events up: messages through the session, in order."""
-        self._take_transport_events()
-
     def _take_transport_events(self) -> None:
+        """Move transport events up: messages through the session, in order."""
         transport, session, events = self.transport, self.session, self._events
         too_large = False
         while True:
@@ -179,12 +176,12 @@ class ServerConnection(_Connection):
         """Answer 101 ``hl/2``; calls flow from now on."""
         self.session.compression_level = self.transport.compression_level
         self.transport.accept()
-        self._pump()
+        self._take_transport_events()
 
     def refuse(self, status: int = 400, reason: str = "refused") -> None:
         """Answer the upgrade with ``status`` and ``reason``, then close: no call is served."""
         self.transport.refuse(status, reason)
-        self._pump()
+        self._take_transport_events()
 
     def data_to_send(self) -> bytes:
         """Bytes to write to the socket; answered call ids become free."""

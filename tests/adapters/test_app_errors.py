@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hl_harness import SERVER_RUNTIMES, RunningServer, pinned_config, run_bounded
+from hl_harness import SERVER_RUNTIMES, RunningServer, pinned_config, run_bounded, running
 
 from hardlight_asyncio import Client
 from hardlight_core import (
@@ -107,11 +107,8 @@ class BankHandler(Bank, Handler):
 
 @pytest.fixture(params=SERVER_RUNTIMES)
 def bank_server(request: pytest.FixtureRequest) -> Iterator[RunningServer]:
-    server = RunningServer(request.param, ServerConfig.self_signed("localhost:0"), BankHandler)
-    try:
+    with running(request.param, ServerConfig.self_signed("localhost:0"), BankHandler) as server:
         yield server
-    finally:
-        server.stop(1.0)
 
 
 def _config(server: RunningServer) -> ClientConfig:

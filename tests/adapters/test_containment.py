@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 import anyio
 import msgspec
 import pytest
-from hl_harness import SERVER_RUNTIMES, RunningServer, pinned_config, run_bounded
+from hl_harness import SERVER_RUNTIMES, RunningServer, pinned_config, run_bounded, running
 
 from hardlight_asyncio import Client
 from hardlight_core import HandlerPanicked, Limits, ServerEncodeError, i64, u32
@@ -135,12 +135,8 @@ def runtime(request: pytest.FixtureRequest) -> str:
 @pytest.fixture
 def kv_server(runtime: str) -> Iterator[RunningServer]:
     limits = Limits(handshake_timeout=1.0, max_outgoing_bytes=64 * 1024)
-    config = ServerConfig.self_signed("localhost:0", limits=limits)
-    server = RunningServer(runtime, config, KvHandler)
-    try:
-        yield server
-    finally:
-        server.stop(1.0)
+    with running(runtime, ServerConfig.self_signed("localhost:0", limits=limits), KvHandler) as srv:
+        yield srv
 
 
 def _config(server: RunningServer) -> ClientConfig:
